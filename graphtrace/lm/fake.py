@@ -1,0 +1,203 @@
+"""An offline, deterministic language model: answers with values generated from the JSON Schema.
+
+:class:`FakeLM` is the default backend of the demo and the tests. It needs no network and no
+model; its replies validate against the schema it is given (see
+:mod:`graphtrace.lm.schema_values`), and it can simulate latency and failures so a graph under
+``RunPool`` behaves like one talking to a real, slightly unreliable model.
+
+Everything it does is decided by a BLAKE2b hash of ``(seed, schema, messages)``: the same FakeLM
+answers the same prompt the same way, in any process and under any interleaving of concurrent
+runs, because no RNG state is shared between calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import inspect
+import json
+import math
+import random
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Final, TypeAlias
+
+from graphtrace.errors import LMError
+from graphtrace.lm.protocol import Completion, Message, Usage
+from graphtrace.lm.schema_values import value_for_schema
+
+__all__ = ["FakeLM", "Responder"]
+
+Reply: TypeAlias = str | Mapping[str, Any] | None
+#: ``respond(messages, schema)``: a str is the reply verbatim, a Mapping is JSON-encoded, None
+#: falls back to the schema-generated value; it may also be ``async``.
+Responder: TypeAlias = Callable[[Sequence[Message], Mapping[str, Any]], Reply | Awaitable[Reply]]
+
+_CHARS_PER_TOKEN: Final = 4  # the usual rule of thumb for English text and JSON
+
+
+class FakeLM:
+    """A deterministic, offline LM for demos and tests: answers with values generated from the
+    requested JSON Schema.
+
+    Args:
+        seed: varies every answer; two FakeLMs with the same seed answer alike.
+        latency: seconds each call waits (``asyncio.sleep``, so other runs proceed meanwhile).
+        failure_rate: the fraction of prompts, in [0, 1], answered with :class:`LMError`.
+        model: the model name reported in spans and completions.
+        jitter: a deterministic ±fraction of ``latency``, in [0, 1].
+        respond: an optional hook ``respond(messages, schema)`` for scripted demos and tests:
+            a ``str`` is the reply verbatim, a ``Mapping`` is JSON-encoded, ``None`` falls back
+            to the generated value. It may be a coroutine function. Injected failures and
+            latency still apply to calls it answers.
+
+    Determinism: the reply, the delay and the failure decision depend only on ``seed``, the
+    schema and the messages' roles and contents (a BLAKE2b hash, never ``hash()``). Because a
+    failure is a property of the prompt, not of the call count, retrying *identical* messages
+    fails again; a retry that appends the previous error or reply to the messages (as the
+    runtime does after a validation error) is a new prompt with a fresh decision. The hash also
+    covers the number of user/assistant messages, so each such round is decided anew.
+
+    ``calls`` counts every :meth:`complete` call, failed ones included.
+
+    Example::
+
+        >>> import asyncio
+        >>> from graphtrace.lm.protocol import Message
+        >>> lm = FakeLM(seed=1)
+        >>> schema = {"type": "object", "properties": {"ok": {"const": True}}, "required": ["ok"]}
+        >>> asyncio.run(lm.complete([Message("user", "ready?")], schema)).text
+        '{"ok": true}'
+    """
+
+    provider: str = "graphtrace.fake"
+
+    def __init__(
+        self,
+        *,
+        seed: int = 0,
+        latency: float = 0.0,
+        failure_rate: float = 0.0,
+        model: str = "fake",
+        jitter: float = 0.0,
+        respond: Responder | None = None,
+    ) -> None:
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+        self.seed = seed
+        self.latency = _real("latency", latency, low=0.0, high=math.inf)
+        self.failure_rate = _real("failure_rate", failure_rate, low=0.0, high=1.0)
+        self.jitter = _real("jitter", jitter, low=0.0, high=1.0)
+        if not isinstance(model, str) or not model.strip():
+            raise ValueError(f"model must be a non-empty string, got {model!r}")
+        self.model = model
+        if respond is not None and not callable(respond):
+            raise TypeError(f"respond must be callable or None, got {type(respond).__name__}")
+        self.respond = respond
+        self.calls = 0
+
+    def __repr__(self) -> str:
+        parts = [f"model={self.model!r}", f"seed={self.seed}"]
+        if self.latency:
+            parts.append(f"latency={self.latency:g}")
+        if self.jitter:
+            parts.append(f"jitter={self.jitter:g}")
+        if self.failure_rate:
+            parts.append(f"failure_rate={self.failure_rate:g}")
+        if self.respond is not None:
+            parts.append(f"respond={getattr(self.respond, '__qualname__', repr(self.respond))}")
+        return f"FakeLM({', '.join(parts)})"
+
+    async def complete(self, messages: Sequence[Message], schema: Mapping[str, Any]) -> Completion:
+        """Answer ``messages`` with JSON text that validates against ``schema``.
+
+        Raises :class:`LMError` for an injected failure (after the latency, as a real timeout or
+        server error would arrive), ``TypeError`` when ``respond`` returns something that is not
+        JSON-encodable.
+        """
+        self.calls += 1
+        turns = [(_field(m, "role"), _field(m, "content")) for m in messages]
+        digest = self._digest(turns, schema)
+        # independent slices of one digest: the failure roll, the delay, the value seed
+        fail_roll = _unit(digest[0:8])
+        jitter_roll = _unit(digest[8:16])
+        value_seed = int.from_bytes(digest[16:32], "big")
+
+        delay = self.latency * (1.0 + self.jitter * (2.0 * jitter_roll - 1.0))
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if fail_roll < self.failure_rate:
+            raise LMError(f"FakeLM injected failure (failure_rate={self.failure_rate:g})")
+
+        text = await self._reply(messages, schema, value_seed)
+        input_chars = sum(len(content) for _, content in turns)
+        return Completion(
+            text=text,
+            usage=Usage(input_tokens=_tokens(input_chars), output_tokens=_tokens(len(text))),
+            finish_reason="stop",
+            response_model=self.model,
+            response_id=f"fake-{digest[32:44].hex()}",
+        )
+
+    async def _reply(
+        self, messages: Sequence[Message], schema: Mapping[str, Any], value_seed: int
+    ) -> str:
+        if self.respond is not None:
+            reply = self.respond(messages, schema)
+            if inspect.isawaitable(reply):
+                reply = await reply
+            if isinstance(reply, str):
+                return reply
+            if reply is not None:
+                try:
+                    return json.dumps(reply, ensure_ascii=False)
+                except (TypeError, ValueError) as exc:
+                    raise TypeError(
+                        "FakeLM respond hook must return a str, a JSON-encodable Mapping or "
+                        f"None; got {type(reply).__name__}: {exc}"
+                    ) from exc
+        value = value_for_schema(schema, random.Random(value_seed))
+        return json.dumps(value, ensure_ascii=False)
+
+    def _digest(self, turns: Sequence[tuple[str, str]], schema: Mapping[str, Any]) -> bytes:
+        conversation = sum(1 for role, _ in turns if role in ("user", "assistant"))
+        payload = json.dumps(
+            {
+                "seed": self.seed,
+                "schema": schema,
+                "messages": turns,
+                "conversation": conversation,
+            },
+            sort_keys=True,
+            separators=(",", ":"),
+            ensure_ascii=False,
+            default=str,  # a schema holding non-JSON values still hashes, if less stably
+        )
+        return hashlib.blake2b(payload.encode(), digest_size=48, person=b"graphtrace.fake").digest()
+
+
+def _real(name: str, value: Any, *, low: float, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    if math.isnan(value) or not low <= value <= high:
+        bounds = f">= {low:g}" if math.isinf(high) else f"between {low:g} and {high:g}"
+        raise ValueError(f"{name} must be {bounds}, got {value!r}")
+    if math.isinf(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return float(value)
+
+
+def _field(message: Any, name: str) -> str:
+    """A message's role or content; plain ``{"role", "content"}`` dicts work too."""
+    value = message.get(name) if isinstance(message, Mapping) else getattr(message, name, None)
+    if not isinstance(value, str):
+        raise TypeError(f"each message needs a str {name!r}, got {message!r}")
+    return value
+
+
+def _unit(chunk: bytes) -> float:
+    """Eight digest bytes as a float in [0, 1)."""
+    return int.from_bytes(chunk, "big") / 2**64
+
+
+def _tokens(chars: int) -> int:
+    return max(1, round(chars / _CHARS_PER_TOKEN))

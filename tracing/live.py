@@ -1,0 +1,159 @@
+"""The span processor that makes traces live: a record at each span's start and end.
+
+``on_start`` queues a snapshot of the started span (written as a zero-length ``pending``
+record); ``on_end`` queues the finished span. A writer thread drains the queue every
+``flush_interval`` seconds, encodes it as OTLP JSON lines and appends them to the trace file, so
+a reader sees a span's start and its end within about 100 ms. The event loop only appends to a
+deque; encoding and I/O happen on the writer thread.
+
+Nothing is dropped silently: when the queue is full, the producer waits for the writer
+(back-pressure); spans that cannot be written (the disk refuses) are counted in ``lost``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from typing import Any
+
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+
+from exporters.file import JsonlFileWriter
+from exporters.otlp_json import PendingSpan, encode_batch
+
+log = logging.getLogger("graphtrace")
+
+_LINE_SPANS = 512  # spans per OTLP line: big enough to amortise, small enough to stream
+
+
+class LiveSpanProcessor(SpanProcessor):
+    """Writes every span twice, at start (pending) and at end, through one writer thread."""
+
+    def __init__(
+        self,
+        writer: JsonlFileWriter,
+        *,
+        flush_interval: float = 0.05,
+        max_queue: int = 200_000,
+    ) -> None:
+        self.writer = writer
+        self.flush_interval = flush_interval
+        self.max_queue = max_queue
+        self.lost = 0
+        self.written = 0
+        self._queue: deque[ReadableSpan | PendingSpan] = deque()
+        self._wake = threading.Event()
+        self._drained = threading.Condition()
+        self._closed = False
+        self._error_logged = False
+        self._thread = threading.Thread(target=self._run, name="graphtrace-writer", daemon=True)
+        self._thread.start()
+
+    # -- producer side (any thread, usually the event loop) ---------------------------------
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        ctx = span.context
+        if ctx is None:
+            return
+        self._queue.append(
+            PendingSpan(
+                name=span.name,
+                trace_id=ctx.trace_id,
+                span_id=ctx.span_id,
+                start_time=span.start_time or time.time_ns(),
+                attributes=dict(span.attributes or {}),
+                kind=span.kind.value + 1,
+                resource=span.resource,
+                scope=span.instrumentation_scope,
+            )
+        )
+        if len(self._queue) >= self.max_queue:
+            self._back_pressure()
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self._queue.append(span)
+        if len(self._queue) >= self.max_queue:
+            self._back_pressure()
+
+    def _back_pressure(self) -> None:
+        """Wait for the writer to catch up; if it cannot (it died), count the spans as lost."""
+        self._wake.set()
+        deadline = time.monotonic() + 10.0
+        with self._drained:
+            while len(self._queue) >= self.max_queue and self._thread.is_alive():
+                if not self._drained.wait(timeout=max(0.0, deadline - time.monotonic())):
+                    break
+        if len(self._queue) >= self.max_queue:
+            self._discard(len(self._queue) - self.max_queue // 2, "the writer is not keeping up")
+
+    def _discard(self, count: int, reason: str) -> None:
+        for _ in range(count):
+            try:
+                self._queue.popleft()
+            except IndexError:
+                break
+            self.lost += 1
+        self._log_once(f"graphtrace: dropped spans because {reason}; lost so far: {self.lost}")
+
+    # -- writer side ------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(self.flush_interval)
+            self._wake.clear()
+            self._write_pending()
+            with self._drained:
+                self._drained.notify_all()
+            if self._closed and not self._queue:
+                return
+
+    def _write_pending(self) -> None:
+        queue = self._queue
+        while queue:
+            batch: list[ReadableSpan | PendingSpan] = []
+            while queue and len(batch) < _LINE_SPANS * 16:
+                batch.append(queue.popleft())
+            try:
+                lines = [
+                    encode_batch(batch[i : i + _LINE_SPANS])
+                    for i in range(0, len(batch), _LINE_SPANS)
+                ]
+                self.writer.write_lines(lines)
+                self.written += len(batch)
+            except Exception as exc:  # the disk refused: count, tell once, keep going
+                self.lost += len(batch)
+                self._log_once(f"graphtrace: could not write spans to {self.writer.path}: {exc}")
+
+    def _log_once(self, message: str) -> None:
+        if not self._error_logged:
+            self._error_logged = True
+            log.error(message)
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        """Write everything queued so far; True when done within the timeout."""
+        deadline = time.monotonic() + timeout_millis / 1000.0
+        target = self.written + self.lost + len(self._queue)
+        with self._drained:
+            while self.written + self.lost < target and self._thread.is_alive():
+                self._wake.set()
+                if not self._drained.wait(timeout=max(0.0, deadline - time.monotonic())):
+                    return False
+        return True
+
+    def shutdown(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._wake.set()
+        self._thread.join(timeout=30)
+        if self._queue:  # the thread gave up: write what is left from here
+            self._write_pending()
+        self.writer.close()
+
+    def stats(self) -> dict[str, Any]:
+        return {"written": self.written, "lost": self.lost, "queued": len(self._queue)}

@@ -1,0 +1,66 @@
+"""Opening the runtime's spans: one helper so every span records errors the same way."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+
+from opentelemetry import trace
+from opentelemetry.trace import Span, Status, StatusCode
+from opentelemetry.util.types import AttributeValue
+
+from tracing.names import TRACER_NAME
+
+_tracer = trace.get_tracer(TRACER_NAME)
+
+
+def tracer() -> trace.Tracer:
+    """graphtrace's tracer; follows whichever TracerProvider is installed globally."""
+    return _tracer
+
+
+class SpanTimedOut(Exception):
+    """Marks spans closed because their run hit its timeout (set as the span's status)."""
+
+
+def close_as(span: Span, exc: BaseException) -> None:
+    """Record why ``span`` ends early: status ERROR, and an exception event for real errors."""
+    if isinstance(exc, asyncio.CancelledError):
+        span.set_status(Status(StatusCode.ERROR, "cancelled"))
+    elif isinstance(exc, TimeoutError | SpanTimedOut):
+        span.record_exception(exc)
+        span.set_status(Status(StatusCode.ERROR, f"timed out: {exc}" if str(exc) else "timed out"))
+    else:
+        span.record_exception(exc)
+        span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+
+
+@contextmanager
+def open_span(name: str, attributes: Mapping[str, AttributeValue] | None = None) -> Iterator[Span]:
+    """Open ``name`` as the current span; an exception leaving the block marks it failed.
+
+    An error is recorded once, on the innermost span it leaves; outer spans get the ERROR status
+    without a second copy of the event.
+    """
+    with _tracer.start_as_current_span(
+        name, attributes=attributes, record_exception=False, set_status_on_exception=False
+    ) as span:
+        try:
+            yield span
+        except BaseException as exc:
+            if getattr(exc, "_graphtrace_recorded", False):
+                span.set_status(Status(StatusCode.ERROR, _describe(exc)))
+            else:
+                close_as(span, exc)
+                try:
+                    exc._graphtrace_recorded = True  # type: ignore[attr-defined]
+                except AttributeError:  # exceptions with __slots__
+                    pass
+            raise
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, asyncio.CancelledError):
+        return "cancelled"
+    return f"{type(exc).__name__}: {exc}"
