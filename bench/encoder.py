@@ -20,6 +20,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -125,17 +126,22 @@ def _reference(batch: Sequence[ReadableSpan]) -> str:
 
 
 def best_us_per_item(
-    encode: Callable[[Sequence[object]], str], items: Sequence[object], repeats: int
-) -> float:
-    """Best of ``repeats`` passes over ``items`` in batches of 512, in µs per item."""
-    batches = [items[i : i + BATCH] for i in range(0, len(items), BATCH)]
-    best = float("inf")
+    encoders: dict[str, tuple[Callable[[Sequence[Any]], str], Sequence[Any]]], repeats: int
+) -> dict[str, float]:
+    """Best of ``repeats`` passes per encoder over its items in batches of 512, in µs per item.
+
+    The encoders take turns within each repeat, so a slow spell of the machine (another process,
+    frequency scaling) hits all of them rather than skewing the ratio.
+    """
+    best = dict.fromkeys(encoders, float("inf"))
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        for batch in batches:
-            encode(batch)
-        best = min(best, time.perf_counter() - t0)
-    return best / len(items) * 1e6
+        for name, (encode, items) in encoders.items():
+            batches = [items[i : i + BATCH] for i in range(0, len(items), BATCH)]
+            t0 = time.perf_counter()
+            for batch in batches:
+                encode(batch)
+            best[name] = min(best[name], (time.perf_counter() - t0) / len(items) * 1e6)
+    return best
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -153,9 +159,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     pending = make_pending(spans)
     sizes = [len(encode_batch(spans[i : i + BATCH])) for i in range(0, n, BATCH)]
 
-    ours = best_us_per_item(encode_batch, spans, repeats)
-    reference = best_us_per_item(_reference, spans, repeats)
-    ours_pending = best_us_per_item(encode_batch, pending, repeats)
+    figures = best_us_per_item(
+        {
+            "reference": (_reference, spans),
+            "ours": (encode_batch, spans),
+            "pending": (encode_batch, pending),
+        },
+        repeats,
+    )
+    reference, ours, ours_pending = figures["reference"], figures["ours"], figures["pending"]
     ratio = reference / ours
 
     print(

@@ -26,7 +26,20 @@ _UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 class TraceDirError(OSError):
-    """The trace directory cannot be created or written; message says which path and why."""
+    """The trace directory cannot be created or written; message says which path and why.
+
+    ``errno`` and ``filename`` are those of the underlying OS error.
+    """
+
+    def __init__(self, message: str, *, errno: int | None = None, filename: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.errno = errno
+        self.filename = filename
+
+    def __str__(self) -> str:
+        # OSError.__str__ would print "[Errno N] None: 'path'" once errno is set.
+        return self.message
 
 
 def _hostname() -> str:
@@ -43,10 +56,9 @@ def _trace_dir_error(directory: Path, path: Path, action: str, error: OSError) -
                 reason = f"{ancestor} is a file, not a directory"
                 break
     where = f"{path}" if path == directory else f"{path} (in trace directory {directory})"
-    result = TraceDirError(f"cannot {action} {where}: {reason}")
-    result.errno = error.errno
-    result.filename = str(path)
-    return result
+    return TraceDirError(
+        f"cannot {action} {where}: {reason}", errno=error.errno, filename=str(path)
+    )
 
 
 class JsonlFileWriter:
@@ -150,6 +162,8 @@ class JsonlFileWriter:
                     self._fd = -1
                 self._paths = []
                 self._start_process()
+            if self._fd < 0:
+                self._open_next()  # an earlier rotation failed (directory removed?): retry
             if self._size + len(data) <= self.max_bytes:
                 self._write(data)
                 return

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import base64
 import random
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from json.encoder import encode_basestring  # the C implementation when available
 from typing import Any, Final
@@ -26,7 +26,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.util import BoundedList
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace.span import DEFAULT_TRACE_STATE
+from opentelemetry.trace.span import DEFAULT_TRACE_STATE, SpanContext
 from opentelemetry.util.types import AttributeValue
 
 __all__ = ["PENDING_ATTRIBUTE", "PendingSpan", "encode_batch", "encode_value"]
@@ -46,9 +46,10 @@ _INT64_MAX: Final = 2**63 - 1
 _KEY_CACHE: dict[str, str] = {}
 _KEY_CACHE_MAX: Final = 4096
 
-# Encoded resource/scope headers keyed by id(); the entry keeps the object alive so the id cannot
-# be reused by another object while the entry exists.
-_HEADER_CACHE: dict[int, tuple[object, str, str]] = {}
+# Encoded resource and scope headers keyed by id(); an entry keeps its object alive so the id
+# cannot be reused by another object while the entry exists.
+_RESOURCE_HEADERS: dict[int, tuple[object, str, str]] = {}
+_SCOPE_HEADERS: dict[int, tuple[object, str, str]] = {}
 _HEADER_CACHE_MAX: Final = 256
 
 # Encoded span names; a graph has a handful of node classes, deps and models.
@@ -83,7 +84,9 @@ def _key_prefix(key: str) -> str:
     if prefix is None:
         if len(_KEY_CACHE) >= _KEY_CACHE_MAX:
             _KEY_CACHE.clear()
-        prefix = _KEY_CACHE[key] = f'{{"key":{encode_basestring(key)},"value":{{'
+        # str(): a non-str key (only possible outside the SDK) must not fail the whole batch
+        text = key if isinstance(key, str) else str(key)
+        prefix = _KEY_CACHE[key] = f'{{"key":{encode_basestring(text)},"value":{{'
     return prefix
 
 
@@ -160,7 +163,7 @@ def encode_value(value: Any) -> str:
 
 def _attributes(attributes: Mapping[str, Any]) -> str:
     """Comma-joined KeyValue objects, the inside of an ``"attributes":[...]`` list."""
-    parts = []
+    parts: list[str] = []
     append = parts.append
     key_cache = _KEY_CACHE
     for key, value in attributes.items():
@@ -184,25 +187,63 @@ def _trace_state(trace_state: Any) -> str:
     return encode_basestring(",".join(f"{k}={v}" for k, v in trace_state.items()))
 
 
+class _Never:
+    """A type no value has: stands in for the SDK types when their internals are not there."""
+
+
+def _sdk_internals_present() -> bool:
+    """Whether this SDK keeps the private fields the fast paths read (checked once, at import)."""
+    try:
+        span = ReadableSpan("probe", context=SpanContext(1, 1, is_remote=False))
+        fields = [f"_{name}" for name in _SPAN_FIELDS]
+        return (
+            all(hasattr(span, field) for field in fields)
+            and isinstance(BoundedAttributes(attributes={"k": 1})._dict, dict)
+            and hasattr(BoundedList(1), "_dq")
+        )
+    except Exception:
+        return False
+
+
+# The ReadableSpan properties that, in the SDK, return the private field of the same name.
+_SPAN_FIELDS: Final = (
+    "context",
+    "parent",
+    "name",
+    "kind",
+    "start_time",
+    "end_time",
+    "status",
+    "attributes",
+    "events",
+    "links",
+)
+_SDK_INTERNALS: Final = _sdk_internals_present()
+# Should a future SDK drop these internals, every span takes the public-property path instead.
+_FAST_ATTRIBUTES: Final[type] = BoundedAttributes if _SDK_INTERNALS else _Never
+_FAST_LIST: Final[type] = BoundedList if _SDK_INTERNALS else _Never
+
+
 def _plain(attributes: Any) -> tuple[Mapping[str, Any], int]:
     """The mapping to iterate and the dropped count of span/event/link attributes."""
-    if type(attributes) is BoundedAttributes:
+    if type(attributes) is _FAST_ATTRIBUTES:
         # BoundedAttributes iterates through the Mapping mixins, one Python call per key; its
         # backing dict iterates in C.
-        return attributes._dict, attributes.dropped
+        return attributes._dict, attributes.dropped  # type: ignore[attr-defined]
     return attributes or _EMPTY, 0
 
 
 def _sequence(items: Any) -> tuple[Sequence[Any], int]:
     """The sequence to iterate and the dropped count of span events/links."""
-    if type(items) is BoundedList:
+    if type(items) is _FAST_LIST:
         # Iterating a BoundedList copies it under a lock; an ended span no longer changes.
-        return items._dq, items.dropped
+        return items._dq, items.dropped  # type: ignore[attr-defined]
     return items or (), 0
 
 
 def _hex_id(value: int, length: int) -> str:
-    # to_bytes().hex() is about twice as fast as format(value, "032x").
+    # to_bytes().hex() is about twice as fast as format(value, "016x"); it is inlined in the
+    # per-span paths.
     return value.to_bytes(length, "big").hex()
 
 
@@ -254,7 +295,8 @@ def _events(events: Iterable[Any]) -> str:
 
 
 # The ReadableSpan properties whose SDK implementation simply returns a private field (or a copy
-# of one); a subclass that overrides none of them can be read through the fields directly.
+# of one); a class that overrides none of them (the SDK's Span does not) is read through the
+# fields directly.
 _SPAN_PROPERTIES: Final = (
     "name",
     "context",
@@ -278,8 +320,12 @@ _SDK_LAYOUT: dict[type, bool] = {}
 def _has_sdk_layout(cls: type) -> bool:
     known = _SDK_LAYOUT.get(cls)
     if known is None:
-        known = _SDK_LAYOUT[cls] = issubclass(cls, ReadableSpan) and all(
-            getattr(cls, name, None) is getattr(ReadableSpan, name) for name in _SPAN_PROPERTIES
+        known = _SDK_LAYOUT[cls] = (
+            _SDK_INTERNALS
+            and issubclass(cls, ReadableSpan)
+            and all(
+                getattr(cls, name, None) is getattr(ReadableSpan, name) for name in _SPAN_PROPERTIES
+            )
         )
     return known
 
@@ -294,10 +340,10 @@ def _encode_span(span: ReadableSpan) -> str:
         kind = span._kind
         start = span._start_time
         end = span._end_time
-        raw_attributes = span._attributes
-        raw_events = span._events
-        raw_links = span._links
         status = span._status
+        attributes, dropped_attributes = _plain(span._attributes)
+        events, dropped_events = _sequence(span._events)
+        links, dropped_links = _sequence(span._links)
     else:
         ctx = span.context
         parent = span.parent
@@ -305,10 +351,15 @@ def _encode_span(span: ReadableSpan) -> str:
         kind = span.kind
         start = span.start_time
         end = span.end_time
-        raw_attributes = span.attributes
-        raw_events = span.events
-        raw_links = span.links
         status = span.status
+        attributes = span.attributes or _EMPTY
+        dropped_attributes = span.dropped_attributes
+        events = span.events
+        dropped_events = span.dropped_events
+        links = span.links
+        dropped_links = span.dropped_links
+    if ctx is None:
+        raise ValueError(f"span {name!r} has no span context, hence no ids to encode")
     trace_state = ctx[4]
     flags = int(ctx[3]) | _FLAG_HAS_IS_REMOTE
     trace_id = ctx[0]
@@ -335,33 +386,18 @@ def _encode_span(span: ReadableSpan) -> str:
         f',"flags":{flags},"name":{encoded_name},"kind":{kind._value_ + 1},'
         f'"startTimeUnixNano":"{start}","endTimeUnixNano":"{end}"'
     )
-    if type(raw_attributes) is BoundedAttributes:
-        attributes: Mapping[str, Any] = raw_attributes._dict
-        dropped = raw_attributes.dropped
-    else:
-        attributes, dropped = _plain(raw_attributes)
     if attributes:
         parts.append(f',"attributes":[{_attributes(attributes)}]')
-    if dropped:
-        parts.append(f',"droppedAttributesCount":{dropped}')
-    if type(raw_events) is BoundedList:
-        events: Sequence[Any] = raw_events._dq
-        dropped = raw_events.dropped
-    else:
-        events, dropped = _sequence(raw_events)
+    if dropped_attributes:
+        parts.append(f',"droppedAttributesCount":{dropped_attributes}')
     if events:
         parts.append(f',"events":[{_events(events)}]')
-    if dropped:
-        parts.append(f',"droppedEventsCount":{dropped}')
-    if type(raw_links) is BoundedList:
-        links: Sequence[Any] = raw_links._dq
-        dropped = raw_links.dropped
-    else:
-        links, dropped = _sequence(raw_links)
+    if dropped_events:
+        parts.append(f',"droppedEventsCount":{dropped_events}')
     if links:
         parts.append(f',"links":[{_links(links)}]')
-    if dropped:
-        parts.append(f',"droppedLinksCount":{dropped}')
+    if dropped_links:
+        parts.append(f',"droppedLinksCount":{dropped_links}')
     code = status.status_code._value_
     if code:
         description = status.description
@@ -381,13 +417,6 @@ def _cached_name(name: str) -> str:
         _NAME_CACHE.clear()
     encoded = _NAME_CACHE[name] = encode_basestring(name)
     return encoded
-
-
-def _new_span_id() -> int:
-    span_id = random.getrandbits(64)
-    while not span_id:
-        span_id = random.getrandbits(64)
-    return span_id
 
 
 def _encode_pending(item: PendingSpan) -> str:
@@ -417,14 +446,16 @@ def _encode_pending(item: PendingSpan) -> str:
     )
 
 
-def _cached_header(obj: object, build: Any) -> tuple[str, str]:
-    entry = _HEADER_CACHE.get(id(obj))
+def _cached_header(
+    cache: dict[int, tuple[object, str, str]], obj: Any, build: Callable[[Any], tuple[str, str]]
+) -> tuple[str, str]:
+    entry = cache.get(id(obj))
     if entry is not None and entry[0] is obj:
         return entry[1], entry[2]
     head, tail = build(obj)
-    if len(_HEADER_CACHE) >= _HEADER_CACHE_MAX:
-        _HEADER_CACHE.clear()
-    _HEADER_CACHE[id(obj)] = (obj, head, tail)
+    if len(cache) >= _HEADER_CACHE_MAX:
+        cache.clear()
+    cache[id(obj)] = (obj, head, tail)
     return head, tail
 
 
@@ -443,7 +474,7 @@ def _scope_header(scope: InstrumentationScope | None) -> tuple[str, str]:
     if scope is None:
         return '{"spans":[', "]}"
     fields = [f'"name":{encode_basestring(scope.name)}'] if scope.name else []
-    if scope.version is not None:
+    if scope.version:  # get_tracer() turns a missing version into ""
         fields.append(f'"version":{encode_basestring(scope.version)}')
     attributes = scope.attributes
     if attributes:
@@ -527,12 +558,12 @@ def encode_batch(items: Iterable[ReadableSpan | PendingSpan]) -> str:
     for i, (resource, scopes) in enumerate(groups):
         if i:
             out.append(",")
-        resource_head, resource_tail = _cached_header(resource, _resource_header)
+        resource_head, resource_tail = _cached_header(_RESOURCE_HEADERS, resource, _resource_header)
         out.append(resource_head)
         for j, (scope, spans) in enumerate(scopes):
             if j:
                 out.append(",")
-            scope_head, scope_tail = _cached_header(scope, _scope_header)
+            scope_head, scope_tail = _cached_header(_SCOPE_HEADERS, scope, _scope_header)
             out.append(scope_head)
             out.append(",".join(spans))
             out.append(scope_tail)

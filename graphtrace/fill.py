@@ -6,7 +6,9 @@ times; then :class:`~graphtrace.errors.FillError` carries every attempt's error.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from functools import cache
 from typing import Any, Literal
 
@@ -20,17 +22,31 @@ from graphtrace.node import Node
 from graphtrace.spec import FieldSpec, NodeSpec
 
 
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """What a reply must look like: the model that validates it and its JSON Schema."""
+
+    model: type[BaseModel]
+    schema: dict[str, Any]
+    schema_text: str
+
+
+def _shape(model: type[BaseModel]) -> Shape:
+    schema = model.model_json_schema()
+    return Shape(model, schema, json.dumps(schema))
+
+
 @cache
-def _fill_model(cls: type[Node], names: tuple[str, ...]) -> type[BaseModel]:
+def _fill_shape(cls: type[Node], names: tuple[str, ...]) -> Shape:
     fields: dict[str, Any] = {
         name: (cls.model_fields[name].annotation, cls.model_fields[name]) for name in names
     }
-    return create_model(f"{cls.__name__}Fields", **fields)
+    return _shape(create_model(f"{cls.__name__}Fields", **fields))
 
 
 @cache
-def _decision_model(choices: tuple[str, ...]) -> type[BaseModel]:
-    return create_model("NextStep", next=(Literal[choices], ...))  # type: ignore[valid-type]
+def _decision_shape(choices: tuple[str, ...]) -> Shape:
+    return _shape(create_model("NextStep", next=(Literal[choices], ...)))  # type: ignore[valid-type, arg-type]
 
 
 def _describe_error(exc: Exception) -> str:
@@ -60,41 +76,38 @@ class Filler:
         known: Mapping[str, Any],
     ) -> dict[str, Any]:
         """Validated values for ``fields`` of ``node``."""
-        model = _fill_model(node.cls, tuple(f.name for f in fields))
-        schema = model.model_json_schema()
-        messages = fill_messages(self.graph, node, fields, schema, previous, known)
-        reply = await self._ask(node.name, messages, schema, model, purpose="fill")
+        shape = _fill_shape(node.cls, tuple(f.name for f in fields))
+        messages = fill_messages(self.graph, node, fields, shape.schema_text, previous, known)
+        reply = await self._ask(node.name, messages, shape, purpose="fill")
         return {f.name: getattr(reply, f.name) for f in fields}
 
     async def decide(self, node: NodeSpec, state: Mapping[str, Any]) -> type[Node] | None:
         """The node class that comes after ``node``, or None to end the run."""
         by_name = {cls.__name__: cls for cls in node.successors}
         choices = tuple(by_name) + ((END_CHOICE,) if node.may_end else ())
-        model = _decision_model(choices)
-        schema = model.model_json_schema()
-        messages = decide_messages(self.graph, node, state, schema)
-        reply = await self._ask(node.name, messages, schema, model, purpose="decide")
+        shape = _decision_shape(choices)
+        messages = decide_messages(self.graph, node, state, shape.schema_text)
+        reply = await self._ask(node.name, messages, shape, purpose="decide")
         return by_name.get(reply.next)  # type: ignore[attr-defined]
 
     async def _ask(
         self,
         node: str,
         messages: list[Message],
-        schema: Mapping[str, Any],
-        model: type[BaseModel],
+        shape: Shape,
         purpose: str,
     ) -> Any:
         errors: list[str] = []
         for attempt in range(1, self.retries + 2):
             try:
                 completion = await self.caller.complete(
-                    messages, schema, purpose=purpose, attempt=attempt
+                    messages, shape.schema, purpose=purpose, attempt=attempt
                 )
             except LMError as exc:
                 errors.append(f"attempt {attempt}: {exc}")
                 continue
             try:
-                return model.model_validate_json(completion.text)
+                return shape.model.model_validate_json(completion.text)
             except ValidationError as exc:
                 error = _describe_error(exc)
                 errors.append(f"attempt {attempt}: {error}")

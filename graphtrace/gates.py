@@ -9,9 +9,10 @@ control socket both end up there). The first valid answer wins; an invalid one r
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
@@ -31,9 +32,9 @@ class PendingGate:
     field: str
     prompt: str
     spec: FieldSpec
-    started: float = field(default_factory=time.monotonic)
+    started: float = dataclasses.field(default_factory=time.monotonic)
     answered_by: str | None = None
-    _future: asyncio.Future[Any] = field(
+    _future: asyncio.Future[Any] = dataclasses.field(
         default_factory=lambda: asyncio.get_running_loop().create_future(), repr=False
     )
 

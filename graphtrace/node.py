@@ -15,7 +15,7 @@ Example::
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
@@ -45,6 +45,10 @@ class Node(BaseModel):
         object.__setattr__(self, "__pydantic_fields_set__", set(data))
         object.__setattr__(self, "__pydantic_extra__", None)
         object.__setattr__(self, "__pydantic_private__", None)
+
+    if TYPE_CHECKING:  # each subclass declares its own; the runtime reads the return hint
+
+        async def __call__(self) -> Node | None: ...
 
     def provided_values(self) -> dict[str, Any]:
         """The field values that were given explicitly when this node was constructed."""

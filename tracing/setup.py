@@ -21,6 +21,9 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerPro
 
 from exporters.file import JsonlFileWriter
 from tracing.live import LiveSpanProcessor
+from tracing.provider import LeanTracerProvider
+
+SpanSink = TracerProvider | LeanTracerProvider
 
 DEFAULT_TRACE_DIR = ".graphtrace"
 TRACE_DIR_ENV = "GRAPHTRACE_DIR"
@@ -61,7 +64,7 @@ class Tracing:
     """What :func:`configure` installed: the trace dir, the file pipeline, the provider."""
 
     trace_dir: Path
-    provider: TracerProvider
+    provider: SpanSink
     live: LiveSpanProcessor
     forwarders: list[SpanProcessor] = field(default_factory=list)
 
@@ -90,7 +93,7 @@ class Tracing:
 
 _lock = threading.Lock()
 _router = _Router()
-_installed_on: TracerProvider | None = None
+_installed_on: SpanSink | None = None
 _current: Tracing | None = None
 
 
@@ -140,11 +143,17 @@ def current() -> Tracing | None:
     return _current
 
 
-def _provider(service_name: str) -> TracerProvider:
+def _provider(service_name: str) -> SpanSink:
+    """The application's SDK provider if it installed one, else our lean one, installed now."""
     existing = trace.get_tracer_provider()
-    if isinstance(existing, TracerProvider):
+    if isinstance(existing, TracerProvider | LeanTracerProvider):
         return existing
-    provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
+    if not isinstance(existing, trace.ProxyTracerProvider):
+        raise RuntimeError(
+            f"the application installed a {type(existing).__name__}, which takes no span "
+            f"processors; install opentelemetry.sdk.trace.TracerProvider or let graphtrace do it"
+        )
+    provider = LeanTracerProvider(Resource.create({"service.name": service_name}))
     trace.set_tracer_provider(provider)
     return provider
 

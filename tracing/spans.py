@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
+from opentelemetry import context as context_api
 from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
@@ -43,21 +44,23 @@ def open_span(name: str, attributes: Mapping[str, AttributeValue] | None = None)
     An error is recorded once, on the innermost span it leaves; outer spans get the ERROR status
     without a second copy of the event.
     """
-    with _tracer.start_as_current_span(
-        name, attributes=attributes, record_exception=False, set_status_on_exception=False
-    ) as span:
-        try:
-            yield span
-        except BaseException as exc:
-            if getattr(exc, "_graphtrace_recorded", False):
-                span.set_status(Status(StatusCode.ERROR, _describe(exc)))
-            else:
-                close_as(span, exc)
-                try:
-                    exc._graphtrace_recorded = True  # type: ignore[attr-defined]
-                except AttributeError:  # exceptions with __slots__
-                    pass
-            raise
+    span = _tracer.start_span(name, attributes=attributes)
+    token = context_api.attach(trace.set_span_in_context(span))
+    try:
+        yield span
+    except BaseException as exc:
+        if getattr(exc, "_graphtrace_recorded", False):
+            span.set_status(Status(StatusCode.ERROR, _describe(exc)))
+        else:
+            close_as(span, exc)
+            try:
+                exc._graphtrace_recorded = True  # type: ignore[attr-defined]
+            except AttributeError:  # exceptions with __slots__
+                pass
+        raise
+    finally:
+        context_api.detach(token)
+        span.end()
 
 
 def _describe(exc: BaseException) -> str:

@@ -34,7 +34,7 @@ def fill_messages(
     graph: str,
     node: NodeSpec,
     fields: Sequence[FieldSpec],
-    schema: Mapping[str, Any],
+    schema_text: str,
     previous: tuple[str, Mapping[str, Any]] | None,
     known: Mapping[str, Any],
 ) -> list[Message]:
@@ -50,7 +50,7 @@ def fill_messages(
         "\n## Context",
         _context(previous, known),
         "\n## JSON Schema",
-        json.dumps(schema),
+        schema_text,
     ]
     return [
         Message("system", _SYSTEM.format(graph=graph)),
@@ -62,7 +62,7 @@ def decide_messages(
     graph: str,
     node: NodeSpec,
     state: Mapping[str, Any],
-    schema: Mapping[str, Any],
+    schema_text: str,
 ) -> list[Message]:
     """Ask which node comes after ``node`` (or whether the run ends)."""
     lines = [f"## Step: {node.name}"]
@@ -74,7 +74,7 @@ def decide_messages(
         lines.append(f"- {succ.__name__}: {doc[0] if doc else ''}".rstrip(": "))
     if node.may_end:
         lines.append(f"- {END_CHOICE}: finish the run here")
-    lines += ["\n## JSON Schema", json.dumps(schema)]
+    lines += ["\n## JSON Schema", schema_text]
     return [
         Message("system", _SYSTEM.format(graph=graph)),
         Message("user", "\n".join(lines)),

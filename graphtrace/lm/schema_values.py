@@ -27,21 +27,24 @@ from __future__ import annotations
 import base64
 import copy
 import datetime as dt
+import functools
 import ipaddress
 import json
 import math
 import random
 import re
 import uuid
+import warnings
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
 from fractions import Fraction
-from typing import Any, Final
+from typing import Any, Final, TypeAlias, TypeGuard
 from urllib.parse import unquote
 
 try:  # the stdlib regex parser is private; every use is guarded and its output re-checked
-    from re import _constants as _sre_c
-    from re import _parser as _sre_parse
+    from re import _constants as _sre_c  # type: ignore[attr-defined]
+    from re import _parser as _sre_parse  # type: ignore[attr-defined]
 except ImportError:  # pragma: no cover - only if CPython moves it again
     _sre_c = None  # type: ignore[assignment]
     _sre_parse = None  # type: ignore[assignment]
@@ -71,7 +74,11 @@ _NULL_CHANCE: Final = 0.15  # how often an optional value comes out as null
 _OPTIONAL_CHANCE: Final = 0.5  # how often an optional object property is filled
 _DEFAULT_CHANCE: Final = 0.1
 _EXAMPLE_CHANCE: Final = 0.25
-_DEEP_REFS: Final = 4  # past this many nested $refs, recursive models shrink to their minimum
+# a model met this many times on one path is deep inside its own recursion: from there on,
+# unions take their cheapest branch (null), arrays their minimum length, objects their required
+# properties, so recursive models stay a few levels deep
+_DEEP_REPEAT: Final = 3
+_DEEP_REFS: Final = 8  # the same for long chains of distinct models
 _DEEP_LEVEL: Final = 16  # same for plain container nesting
 _MAX_REFS: Final = 48  # past this, the schema cannot produce a finite value
 _MAX_LEVEL: Final = 96
@@ -95,6 +102,8 @@ _STRING_KEYS: Final = ("minLength", "maxLength", "pattern", "format", "contentMe
 _NUMBER_KEYS: Final = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf")
 _MISSING: Final = object()
 
+_Path: TypeAlias = tuple[str, ...]
+
 
 def value_for_schema(
     schema: Mapping[str, Any] | bool, rng: random.Random, *, root: Mapping[str, Any] | None = None
@@ -117,7 +126,7 @@ def value_for_schema(
         >>> Pet.model_validate(value).age >= 0
         True
     """
-    return _Generator(rng, schema if root is None else root).gen(schema, 0, 0)
+    return _Generator(rng, schema if root is None else root).gen(schema, (), 0)
 
 
 def sample_json(schema: Mapping[str, Any] | bool, seed: int | str) -> str:
@@ -146,9 +155,9 @@ class _Generator:
     # -- dispatch -------------------------------------------------------------------------------
 
     def gen(
-        self, schema: Mapping[str, Any] | bool, refs: int, level: int, force: Sequence[str] = ()
+        self, schema: Mapping[str, Any] | bool, path: _Path, level: int, force: Sequence[str] = ()
     ) -> Any:
-        if refs > _MAX_REFS or level > _MAX_LEVEL:
+        if len(path) > _MAX_REFS or level > _MAX_LEVEL:
             raise ValueError(
                 "schema recursion too deep to produce a finite value "
                 "(does a model require itself with no optional way out?)"
@@ -159,8 +168,8 @@ class _Generator:
             raise ValueError("the schema `false` admits no value")
         if not isinstance(schema, Mapping):
             raise TypeError(f"a JSON Schema is a mapping or a bool, not {type(schema).__name__}")
-        schema, refs = self._resolve(schema, refs)
-        deep = refs > _DEEP_REFS or level > _DEEP_LEVEL
+        schema, path = self._resolve(schema, path)
+        deep = _is_deep(path, level)
         if "const" in schema:
             return copy.deepcopy(schema["const"])
         if "enum" in schema:
@@ -173,7 +182,7 @@ class _Generator:
             return known
         for key in ("oneOf", "anyOf"):
             if key in schema:
-                return self._union(schema, key, refs, level, deep)
+                return self._union(schema, key, path, level, deep)
         kind = self._pick_type(schema, deep)
         if kind == "null":
             return None
@@ -184,41 +193,44 @@ class _Generator:
         if kind == "number":
             return self._number(schema)
         if kind == "string":
-            return self._string(schema, refs, level)
+            return self._string(schema, path, level)
         if kind == "array":
-            return self._array(schema, refs, level, deep)
+            return self._array(schema, path, level, deep)
         if kind == "object":
-            return self._object(schema, refs, level, deep, force)
+            return self._object(schema, path, level, deep, force)
         if kind == "any":
             return self._any()
         raise ValueError(f"unknown JSON Schema type {kind!r}")
 
-    def _resolve(self, schema: Mapping[str, Any], refs: int) -> tuple[Mapping[str, Any], int]:
-        """Inline ``$ref`` and ``allOf`` so the rest of the generator sees one flat schema."""
+    def _resolve(self, schema: Mapping[str, Any], path: _Path) -> tuple[Mapping[str, Any], _Path]:
+        """Inline ``$ref`` and ``allOf`` so the rest of the generator sees one flat schema;
+        ``path`` grows by every ``$ref`` followed, which is how recursion is noticed."""
         for _ in range(_MAX_REFS):
             if "$ref" in schema:
-                target = _deref(self.root, schema["$ref"])
+                ref = schema["$ref"]
+                target = _deref(self.root, ref)
                 if target is False:
-                    raise ValueError(f"$ref {schema['$ref']!r} points at `false`")
+                    raise ValueError(f"$ref {ref!r} points at `false`")
                 target = {} if target is True else target
                 rest = {k: v for k, v in schema.items() if k != "$ref"}
                 schema = _merge(target, rest) if rest else target
-                refs += 1
+                path = (*path, str(ref))
                 continue
             if "allOf" in schema:
                 merged: Mapping[str, Any] = {k: v for k, v in schema.items() if k != "allOf"}
-                deepest = refs
+                longest = path
                 for part in schema["allOf"]:
                     if part is True:
                         continue
                     if part is False or not isinstance(part, Mapping):
                         raise ValueError("an `allOf` holding `false` admits no value")
-                    resolved, part_refs = self._resolve(part, refs)
+                    resolved, part_path = self._resolve(part, path)
                     merged = _merge(merged, resolved)
-                    deepest = max(deepest, part_refs)
-                schema, refs = merged, deepest
+                    if len(part_path) > len(longest):
+                        longest = part_path
+                schema, path = merged, longest
                 continue
-            return schema, refs
+            return schema, path
         raise ValueError("schema recursion too deep: a chain of $ref/allOf never ends")
 
     def _known_value(self, schema: Mapping[str, Any]) -> Any:
@@ -234,7 +246,9 @@ class _Generator:
                 return copy.deepcopy(schema["default"])
         return _MISSING
 
-    def _union(self, schema: Mapping[str, Any], key: str, refs: int, level: int, deep: bool) -> Any:
+    def _union(
+        self, schema: Mapping[str, Any], key: str, path: _Path, level: int, deep: bool
+    ) -> Any:
         branches = schema[key]
         if not isinstance(branches, list) or not branches:
             raise ValueError(f"`{key}` must be a non-empty list of schemas")
@@ -247,20 +261,24 @@ class _Generator:
             # pydantic's Decimal is anyOf[number, string] but only takes numeric strings
             others = [i for i in others if not _plain_string(branches[i])] or others
 
-        def pick() -> int:
-            if deep:
-                return min(range(len(branches)), key=lambda i: _cost(branches[i]))
-            if nulls and (not others or self.rng.random() < _NULL_CHANCE):
-                return self.rng.choice(nulls)
-            return self.rng.choice(others)
-
-        # oneOf must match exactly one branch; overlapping branches get a few more tries
+        if deep:
+            first = min(range(len(branches)), key=lambda i: _cost(branches[i]))
+        elif nulls and (not others or self.rng.random() < _NULL_CHANCE):
+            first = self.rng.choice(nulls)
+        else:
+            first = self.rng.choice(others)
+        # oneOf must match exactly one branch: overlapping branches (number vs integer) get
+        # further tries, each branch in turn, then a second round of fresh values
         exclusive = key == "oneOf" and tag is None
+        order = [first]
+        if exclusive:
+            rest_order = [i for i in (*others, *nulls) if i != first]
+            self.rng.shuffle(rest_order)
+            order = [first, *rest_order] * 2
         value: Any = None
-        for _ in range(4 if exclusive else 1):
-            index = pick()
+        for index in order:
             branch = _merge(rest, branches[index]) if rest else branches[index]
-            value = self.gen(branch, refs, level, force=(tag,) if tag else ())
+            value = self.gen(branch, path, level, force=(tag,) if tag else ())
             if tag and isinstance(value, dict) and tag not in value:
                 # a discriminated union needs the tag in the input even when it has a default
                 label = _mapping_label(disc, branches[index])
@@ -357,7 +375,7 @@ class _Generator:
 
     # -- strings --------------------------------------------------------------------------------
 
-    def _string(self, schema: Mapping[str, Any], refs: int, level: int) -> str:
+    def _string(self, schema: Mapping[str, Any], path: _Path, level: int) -> str:
         min_len = _int_or(schema.get("minLength"), 0)
         max_len = _int_or(schema.get("maxLength"), None)
 
@@ -366,7 +384,7 @@ class _Generator:
 
         if "contentSchema" in schema or schema.get("contentMediaType") == "application/json":
             inner = schema.get("contentSchema", True)
-            return json.dumps(self.gen(inner, refs, level + 1), ensure_ascii=False)
+            return json.dumps(self.gen(inner, path, level + 1), ensure_ascii=False)
         pattern = schema.get("pattern")
         if isinstance(pattern, str):
             return self._pattern_string(pattern, min_len, max_len)
@@ -395,9 +413,8 @@ class _Generator:
         return text
 
     def _pattern_string(self, pattern: str, min_len: int, max_len: int | None) -> str:
-        try:
-            regex = re.compile(pattern)
-        except (re.error, RecursionError):
+        regex = _compile(pattern)
+        if regex is None:
             return self._text(min_len, max_len)
 
         def fits(s: str) -> bool:
@@ -411,25 +428,48 @@ class _Generator:
         ):
             if fits(candidate):
                 return candidate
-        for attempt in range(24):
-            sample = self._regex_sample(pattern, extra=3 + 2 * attempt)
-            if sample is not None and fits(sample):
+        for _ in range(12):
+            sample = self._regex_sample(pattern, extra=3, greedy=False)
+            if sample is None:
+                return self._text(min_len, max_len)
+            if fits(sample):
                 return sample
+        # length bounds the random draws missed: repeat every quantifier `extra` times more than
+        # its minimum, which makes the length grow with `extra`, and bisect on it
+        low, high = 0, _MAX_PATTERN_OUTPUT
+        while low <= high:
+            extra = (low + high) // 2
+            sample = self._regex_sample(pattern, extra=extra, greedy=True)
+            if sample is None:
+                high = extra - 1
+            elif fits(sample):
+                return sample
+            elif len(sample) < min_len:
+                low = extra + 1
+            elif max_len is not None and len(sample) > max_len:
+                high = extra - 1
+            else:
+                break  # the right length but no match: more bisecting will not help
         return self._text(min_len, max_len)
 
-    def _regex_sample(self, pattern: str, extra: int) -> str | None:
+    def _regex_sample(self, pattern: str, extra: int, greedy: bool) -> str | None:
         if _sre_parse is None:
             return None
         try:
-            tree = _sre_parse.parse(pattern)
+            tree = _parse(pattern)
             out: list[str] = []
-            self._emit(tree, out, {}, extra)
+            self._emit(tree, out, {}, extra, greedy)
         except (_Unsupported, re.error, RecursionError, ValueError, TypeError):
             return None
         return "".join(out)
 
     def _emit(
-        self, items: Iterable[Any], out: list[str], groups: dict[int, str], extra: int
+        self,
+        items: Iterable[Any],
+        out: list[str],
+        groups: dict[int, str],
+        extra: int,
+        greedy: bool,
     ) -> None:
         c = _sre_c
         for op, arg in items:
@@ -446,23 +486,24 @@ class _Generator:
             elif op in (c.MAX_REPEAT, c.MIN_REPEAT, getattr(c, "POSSESSIVE_REPEAT", None)):
                 low, high, sub = arg
                 top = low + extra if high == c.MAXREPEAT else min(high, low + extra)
-                for _ in range(self.rng.randint(low, max(low, top))):
-                    self._emit(sub, out, groups, extra)
+                count = top if greedy else self.rng.randint(low, max(low, top))
+                for _ in range(count):
+                    self._emit(sub, out, groups, extra, greedy)
             elif op == c.SUBPATTERN:
                 group, _add_flags, _del_flags, sub = arg
                 start = len(out)
-                self._emit(sub, out, groups, extra)
+                self._emit(sub, out, groups, extra, greedy)
                 if group is not None:
                     groups[group] = "".join(out[start:])
             elif op == getattr(c, "ATOMIC_GROUP", None):
-                self._emit(arg, out, groups, extra)
+                self._emit(arg, out, groups, extra, greedy)
             elif op == c.BRANCH:
-                self._emit(self.rng.choice(arg[1]), out, groups, extra)
+                self._emit(self.rng.choice(arg[1]), out, groups, extra, greedy)
             elif op == c.GROUPREF:
                 out.append(groups.get(arg, ""))
             elif op == c.GROUPREF_EXISTS:
                 group, yes, no = arg
-                self._emit(yes if group in groups else (no or ()), out, groups, extra)
+                self._emit(yes if group in groups else (no or ()), out, groups, extra, greedy)
             elif op == c.CATEGORY:
                 out.append(self._char_category(arg))
             elif op in (c.AT, c.ASSERT, c.ASSERT_NOT):
@@ -583,7 +624,7 @@ class _Generator:
 
     # -- containers -----------------------------------------------------------------------------
 
-    def _array(self, schema: Mapping[str, Any], refs: int, level: int, deep: bool) -> list[Any]:
+    def _array(self, schema: Mapping[str, Any], path: _Path, level: int, deep: bool) -> list[Any]:
         prefix = schema.get("prefixItems")
         items = schema.get("items", True)
         if isinstance(items, list):  # draft 4-7 tuple form
@@ -610,7 +651,7 @@ class _Generator:
         for i in range(count):
             sub = prefix[i] if i < len(prefix) else items
             for _ in range(16 if unique else 1):
-                value = self.gen(sub, refs, level + 1)
+                value = self.gen(sub, path, level + 1)
                 if not unique or _canon(value) not in seen:
                     break
             else:
@@ -619,7 +660,7 @@ class _Generator:
             out.append(value)
         contains = schema.get("contains")
         if contains is not None and not any(_validates(v, contains, self.root) for v in out):
-            extra = self.gen(contains, refs, level + 1)
+            extra = self.gen(contains, path, level + 1)
             if out and high is not None and len(out) >= high:
                 out[-1] = extra
             else:
@@ -629,7 +670,7 @@ class _Generator:
     def _object(
         self,
         schema: Mapping[str, Any],
-        refs: int,
+        path: _Path,
         level: int,
         deep: bool,
         force: Sequence[str],
@@ -652,14 +693,19 @@ class _Generator:
                 or (not deep and self.rng.random() < _OPTIONAL_CHANCE)
             )
             if wanted:
-                out[name] = self.gen(sub, refs, level + 1)
+                out[name] = self.gen(sub, path, level + 1)
         for name in required:
             if name not in out:  # required but not described: any value its key admits
                 out[name] = self.gen(
-                    _pattern_schema(name, patterns) or _open(extra_schema), refs, level + 1
+                    _pattern_schema(name, patterns) or _open(extra_schema), path, level + 1
                 )
-
         low = _int_or(schema.get("minProperties"), 0)
+        for name, sub in props.items():
+            if len(out) >= low:
+                break
+            if name not in out:  # minProperties: declared properties before invented ones
+                out[name] = self.gen(sub, path, level + 1)
+
         high = _int_or(schema.get("maxProperties"), None)
         is_map = not props and (patterns or extra_schema is not False)
         target = len(out)
@@ -677,7 +723,7 @@ class _Generator:
                 key = self._pattern_string(pattern, 1, None)
                 sub = patterns[pattern]
             elif extra_schema is not False:
-                key = self._key(names_schema, refs, level)
+                key = self._key(names_schema, path, level)
                 if _pattern_schema(key, patterns) is not None:
                     continue  # such a key would also have to satisfy the pattern's schema
                 sub = _open(extra_schema)
@@ -687,15 +733,15 @@ class _Generator:
                 continue
             if names_schema is not None and not _validates(key, names_schema, self.root):
                 continue
-            out[key] = self.gen(sub, refs, level + 1)
+            out[key] = self.gen(sub, path, level + 1)
         return out
 
-    def _key(self, names_schema: Any, refs: int, level: int) -> str:
+    def _key(self, names_schema: Any, path: _Path, level: int) -> str:
         if isinstance(names_schema, Mapping) and names_schema:
             typed = dict(names_schema)
             if not {"type", "enum", "const", "$ref", "anyOf", "oneOf", "allOf"} & typed.keys():
                 typed["type"] = "string"  # property names are strings whatever else is said
-            value = self.gen(typed, refs, level + 1)
+            value = self.gen(typed, path, level + 1)
             return value if isinstance(value, str) else json.dumps(value)
         if self.rng.random() < 0.3:
             return f"{self._word()}_{self._word()}"
@@ -740,6 +786,12 @@ _FORMATS: Final[dict[str, Callable[[_Generator], str]]] = {
 
 
 # -- helpers shared by the generator and the checker ----------------------------------------------
+
+
+def _is_deep(path: _Path, level: int) -> bool:
+    if level > _DEEP_LEVEL or len(path) > _DEEP_REFS:
+        return True
+    return bool(path) and max(Counter(path).values()) >= _DEEP_REPEAT
 
 
 def _deref(root: Mapping[str, Any], ref: Any) -> Any:
@@ -837,7 +889,7 @@ def _finite(value: Any) -> float | None:
     return value if _is_number(value) and math.isfinite(value) else None
 
 
-def _is_number(value: Any) -> bool:
+def _is_number(value: Any) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
@@ -855,12 +907,29 @@ def _open(schema: Any) -> Any:
 
 def _pattern_schema(key: str, patterns: Mapping[str, Any]) -> Any:
     for pattern, sub in patterns.items():
-        try:
-            if re.search(pattern, key):
-                return sub
-        except re.error:
-            continue
+        regex = _compile(pattern)
+        if regex is not None and regex.search(key):
+            return sub
     return None
+
+
+@functools.lru_cache(maxsize=256)
+def _parse(pattern: str) -> Any:
+    """The stdlib parser's tree for ``pattern``: what :meth:`_Generator._emit` walks."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _sre_parse.parse(pattern)
+
+
+@functools.lru_cache(maxsize=256)
+def _compile(pattern: str) -> re.Pattern[str] | None:
+    """The compiled pattern, or None when Python's ``re`` cannot read it (ECMA-only syntax)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "possible nested set" and friends are not ours to show
+        try:
+            return re.compile(pattern)
+        except (re.error, RecursionError, OverflowError):
+            return None
 
 
 def _in_class(ch: str, items: Sequence[tuple[Any, Any]]) -> bool:
@@ -1001,9 +1070,11 @@ def _format_ok(value: str, fmt: Any) -> bool:
 
 def _validates(value: Any, schema: Any, root: Mapping[str, Any], refs: int = 0) -> bool:
     """Conservative JSON Schema check of the keywords this module generates for."""
-    if schema is True or not isinstance(schema, Mapping | bool):
+    if isinstance(schema, bool):
+        return schema
+    if not isinstance(schema, Mapping):
         return True
-    if schema is False or refs > _MAX_REFS:
+    if refs > _MAX_REFS:
         return False
 
     def ok(v: Any, s: Any, more_refs: int = 0) -> bool:
@@ -1049,11 +1120,9 @@ def _string_ok(value: str, schema: Mapping[str, Any]) -> bool:
         return False
     pattern = schema.get("pattern")
     if isinstance(pattern, str):
-        try:
-            if re.search(pattern, value) is None:
-                return False
-        except re.error:
-            pass
+        regex = _compile(pattern)
+        if regex is not None and regex.search(value) is None:
+            return False
     return _format_ok(value, schema.get("format"))
 
 
@@ -1115,11 +1184,8 @@ def _object_ok(
             if not ok(item, props[key]):
                 return False
         for pattern, sub in patterns.items():
-            try:
-                hit = re.search(pattern, str(key)) is not None
-            except re.error:
-                continue
-            if hit:
+            regex = _compile(pattern)
+            if regex is not None and regex.search(str(key)):
                 matched = True
                 if not ok(item, sub):
                     return False

@@ -1,0 +1,5 @@
+"""``python -m graphtrace``: the same as the ``graphtrace`` command."""
+
+from graphtrace.cli import main
+
+main()

@@ -1,0 +1,293 @@
+"""FakeLM: deterministic, schema-driven replies, injected latency and failures, usage."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import pytest
+from pydantic import BaseModel, Field
+
+from graphtrace.errors import LMError
+from graphtrace.lm.fake import FakeLM
+from graphtrace.lm.protocol import LM, Completion, Message
+
+
+class Reply(BaseModel):
+    summary: str
+    confidence: Annotated[float, Field(ge=0, le=1)]
+    category: Literal["billing", "bug", "other"]
+    tags: list[str] = []
+
+
+SCHEMA = Reply.model_json_schema()
+
+
+def prompt(text: str = "The app crashes on login.") -> list[Message]:
+    return [Message("system", "You triage support tickets."), Message("user", text)]
+
+
+def ask(lm: FakeLM, messages: Sequence[Message], schema: Mapping[str, Any] = SCHEMA) -> Completion:
+    return asyncio.run(lm.complete(messages, schema))
+
+
+def test_is_an_lm_and_reply_validates() -> None:
+    lm = FakeLM()
+    assert isinstance(lm, LM)
+    assert lm.provider == "graphtrace.fake" and lm.model == "fake"
+    for i in range(30):
+        completion = ask(lm, prompt(f"ticket {i}"))
+        Reply.model_validate_json(completion.text)
+        assert completion.finish_reason == "stop"
+        assert completion.response_model == "fake"
+        assert completion.response_id is not None and completion.response_id.startswith("fake-")
+
+
+def test_same_prompt_same_answer_across_instances() -> None:
+    first, second = ask(FakeLM(seed=3), prompt()), ask(FakeLM(seed=3), prompt())
+    assert first == second
+    lm = FakeLM(seed=3)
+    assert ask(lm, prompt()) == ask(lm, prompt()) == first  # no hidden per-call state
+
+
+def test_seed_messages_and_schema_change_the_answer() -> None:
+    base = [ask(FakeLM(seed=0), prompt(f"t{i}")).text for i in range(10)]
+    other_seed = [ask(FakeLM(seed=1), prompt(f"t{i}")).text for i in range(10)]
+    assert base != other_seed
+    assert len(set(base)) > 1  # different prompts, different replies
+    other_role = [Message("assistant", m.content) for m in prompt("t0")]
+    assert ask(FakeLM(), other_role).response_id != ask(FakeLM(), prompt("t0")).response_id
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+    assert ask(FakeLM(), prompt(), schema).response_id != ask(FakeLM(), prompt()).response_id
+
+
+def test_concurrent_calls_agree_with_sequential_ones() -> None:
+    lm = FakeLM(seed=5, latency=0.001, jitter=0.5)
+    prompts = [prompt(f"ticket {i % 7}") for i in range(40)]
+
+    async def all_at_once() -> list[Completion]:
+        return await asyncio.gather(*(lm.complete(p, SCHEMA) for p in prompts))
+
+    together = asyncio.run(all_at_once())
+    alone = [ask(FakeLM(seed=5), p) for p in prompts]
+    assert [c.text for c in together] == [c.text for c in alone]
+
+
+def test_stable_across_processes() -> None:
+    code = (
+        "import asyncio, json, sys\n"
+        "from graphtrace.lm.fake import FakeLM\n"
+        "from graphtrace.lm.protocol import Message\n"
+        "schema = json.loads(sys.argv[1])\n"
+        "c = asyncio.run(FakeLM(seed=9).complete([Message('user', 'hi')], schema))\n"
+        "print(c.text)\n"
+    )
+    env = {**os.environ, "PYTHONHASHSEED": "4242"}
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parents[1]), env.get("PYTHONPATH", "")])
+    out = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(SCHEMA)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    assert out.stdout.strip() == ask(FakeLM(seed=9), [Message("user", "hi")]).text
+
+
+def test_mapping_messages_are_accepted() -> None:
+    as_dicts: Any = [{"role": m.role, "content": m.content} for m in prompt()]
+    assert ask(FakeLM(), as_dicts) == ask(FakeLM(), prompt())
+
+
+def test_respond_hook() -> None:
+    seen: list[tuple[list[Message], Mapping[str, Any]]] = []
+
+    def respond(messages: Sequence[Message], schema: Mapping[str, Any]) -> Any:
+        seen.append((list(messages), schema))
+        text = messages[-1].content
+        if text == "verbatim":
+            return "not even JSON"
+        if text == "mapping":
+            return {"summary": "scripted", "confidence": 1.0, "category": "bug"}
+        return None
+
+    lm = FakeLM(respond=respond)
+    assert ask(lm, prompt("verbatim")).text == "not even JSON"
+    scripted = ask(lm, prompt("mapping"))
+    assert Reply.model_validate_json(scripted.text).summary == "scripted"
+    assert ask(lm, prompt("fallback")).text == ask(FakeLM(), prompt("fallback")).text
+    assert [m[-1].content for m, _ in seen] == ["verbatim", "mapping", "fallback"]
+    assert all(schema is SCHEMA for _, schema in seen)
+
+
+def test_async_respond_hook_and_bad_replies() -> None:
+    async def respond(messages: Sequence[Message], schema: Mapping[str, Any]) -> str:
+        await asyncio.sleep(0)
+        return '{"ok": true}'
+
+    assert ask(FakeLM(respond=respond), prompt()).text == '{"ok": true}'
+    with pytest.raises(TypeError, match="respond hook"):
+        ask(FakeLM(respond=lambda m, s: {"when": object()}), prompt())
+
+
+def test_failure_rate_zero_and_one() -> None:
+    never, always = FakeLM(failure_rate=0.0), FakeLM(failure_rate=1.0)
+    for i in range(50):
+        ask(never, prompt(f"t{i}"))
+        with pytest.raises(LMError, match=r"FakeLM injected failure \(failure_rate=1\)"):
+            ask(always, prompt(f"t{i}"))
+    assert never.calls == always.calls == 50  # failed calls count too
+
+
+def outcomes(lm: FakeLM, prompts: Sequence[Sequence[Message]]) -> list[bool]:
+    results = []
+    for p in prompts:
+        try:
+            ask(lm, p)
+        except LMError:
+            results.append(False)
+        else:
+            results.append(True)
+    return results
+
+
+def test_failures_are_reproducible_and_proportional() -> None:
+    prompts = [prompt(f"ticket {i}") for i in range(300)]
+    first = outcomes(FakeLM(seed=2, failure_rate=0.3), prompts)
+    assert first == outcomes(FakeLM(seed=2, failure_rate=0.3), prompts)
+    assert 0.2 < first.count(False) / len(first) < 0.4
+    assert first != outcomes(FakeLM(seed=3, failure_rate=0.3), prompts)  # the seed decides too
+
+
+def test_identical_retry_fails_again_but_a_longer_conversation_is_decided_anew() -> None:
+    lm = FakeLM(failure_rate=0.5)
+    prompts = [prompt(f"ticket {i}") for i in range(40)]
+    failing = [p for p, ok in zip(prompts, outcomes(lm, prompts), strict=True) if not ok]
+    assert failing
+    assert not any(outcomes(lm, failing))  # same messages, same decision
+    # what the runtime does after a bad reply: the conversation grows, so the dice are rolled again
+    retried = [
+        [*p, Message("assistant", "{}"), Message("user", "That was invalid.")] for p in failing
+    ]
+    assert any(outcomes(lm, retried))
+
+
+def test_latency_yields_to_the_loop() -> None:
+    async def race(lm: FakeLM) -> bool:
+        progressed = asyncio.Event()
+
+        async def other() -> None:
+            progressed.set()
+
+        task = asyncio.create_task(other())
+        await lm.complete(prompt(), SCHEMA)
+        done = progressed.is_set()
+        await task
+        return done
+
+    assert asyncio.run(race(FakeLM(latency=0.001)))
+    # latency 0 does not sleep at all, so nothing else runs during the call
+    assert not asyncio.run(race(FakeLM(latency=0.0)))
+
+
+def test_failures_arrive_after_the_latency(monkeypatch: pytest.MonkeyPatch) -> None:
+    delays = record_sleeps(monkeypatch)
+    with pytest.raises(LMError):
+        ask(FakeLM(latency=2.0, failure_rate=1.0), prompt())
+    assert delays == [2.0]
+
+
+def record_sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Replace asyncio.sleep with one that records the delay and only yields."""
+    delays: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def fake_sleep(delay: float, result: Any = None) -> Any:
+        delays.append(delay)
+        return await real_sleep(0, result)
+
+    monkeypatch.setattr(asyncio, "sleep", fake_sleep)
+    return delays
+
+
+def test_jitter_is_deterministic_and_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    delays = record_sleeps(monkeypatch)
+    for i in range(30):
+        ask(FakeLM(latency=1.0), prompt(f"t{i}"))
+    assert delays == [1.0] * 30
+    delays.clear()
+    lm = FakeLM(latency=1.0, jitter=0.5)
+    for i in range(30):
+        ask(lm, prompt(f"t{i}"))
+    first = list(delays)
+    assert all(0.5 <= d <= 1.5 for d in first)
+    assert len(set(first)) > 10
+    delays.clear()
+    for i in range(30):
+        ask(FakeLM(latency=1.0, jitter=0.5), prompt(f"t{i}"))
+    assert delays == first
+
+
+def test_usage_scales_with_text() -> None:
+    lm = FakeLM()
+    short = ask(lm, [Message("user", "hi")])
+    long_text = "word " * 400
+    long = ask(lm, [Message("system", "be brief"), Message("user", long_text)])
+    assert short.usage.input_tokens >= 1 and short.usage.output_tokens >= 1
+    assert long.usage.input_tokens > 10 * short.usage.input_tokens
+    assert math.isclose(long.usage.input_tokens, (len(long_text) + len("be brief")) / 4, abs_tol=1)
+    for completion in (short, long):
+        assert math.isclose(completion.usage.output_tokens, len(completion.text) / 4, abs_tol=1)
+    empty = ask(lm, [Message("user", "")])
+    assert empty.usage.input_tokens == 1
+
+
+def test_calls_are_counted() -> None:
+    lm = FakeLM()
+    assert lm.calls == 0
+    for _ in range(3):
+        ask(lm, prompt())
+    assert lm.calls == 3
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"latency": -0.1}, ValueError, "latency must be >= 0"),
+        ({"latency": math.inf}, ValueError, "latency must be finite"),
+        ({"latency": "1"}, TypeError, "latency must be a number"),
+        ({"failure_rate": 1.5}, ValueError, "failure_rate must be between 0 and 1"),
+        ({"failure_rate": -0.01}, ValueError, "failure_rate must be between 0 and 1"),
+        ({"failure_rate": math.nan}, ValueError, "failure_rate must be between 0 and 1"),
+        ({"jitter": 2}, ValueError, "jitter must be between 0 and 1"),
+        ({"model": ""}, ValueError, "model must be a non-empty string"),
+        ({"model": "   "}, ValueError, "model must be a non-empty string"),
+        ({"seed": 1.5}, TypeError, "seed must be an int"),
+        ({"respond": "yes"}, TypeError, "respond must be callable"),
+    ],
+)
+def test_argument_validation(kwargs: dict[str, Any], error: type[Exception], message: str) -> None:
+    with pytest.raises(error, match=message):
+        FakeLM(**kwargs)
+
+
+def test_repr() -> None:
+    assert repr(FakeLM()) == "FakeLM(model='fake', seed=0)"
+
+    def script(messages: Sequence[Message], schema: Mapping[str, Any]) -> None:
+        return None
+
+    text = repr(
+        FakeLM(seed=4, latency=0.25, failure_rate=0.1, model="m", jitter=0.2, respond=script)
+    )
+    assert text == (
+        "FakeLM(model='m', seed=4, latency=0.25, jitter=0.2, failure_rate=0.1, "
+        "respond=test_repr.<locals>.script)"
+    )
