@@ -17,9 +17,8 @@ from __future__ import annotations
 import base64
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from json.encoder import encode_basestring  # the C implementation when available
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.resources import Resource
@@ -65,9 +64,11 @@ _EMPTY: Final[Mapping[str, Any]] = {}
 _PENDING_TAIL: Final = '{"key":"graphtrace.pending","value":{"boolValue":true}}'
 
 
-@dataclass(frozen=True, slots=True)
-class PendingSpan:
-    """Snapshot of a span at its start, written as a zero-length 'pending' record."""
+class PendingSpan(NamedTuple):
+    """Snapshot of a span at its start, written as a zero-length 'pending' record.
+
+    A named tuple because one is made on the event loop for every span that starts.
+    """
 
     name: str
     trace_id: int

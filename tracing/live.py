@@ -60,14 +60,14 @@ class LiveSpanProcessor(SpanProcessor):
             return
         self._queue.append(
             PendingSpan(
-                name=span.name,
-                trace_id=ctx.trace_id,
-                span_id=ctx.span_id,
-                start_time=span.start_time or time.time_ns(),
-                attributes=dict(span.attributes or {}),
-                kind=span.kind.value + 1,
-                resource=span.resource,
-                scope=span.instrumentation_scope,
+                span.name,
+                ctx.trace_id,
+                ctx.span_id,
+                span.start_time or time.time_ns(),
+                dict(span.attributes or {}),
+                span.kind.value + 1,
+                span.resource,
+                span.instrumentation_scope,
             )
         )
         if len(self._queue) >= self.max_queue:

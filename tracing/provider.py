@@ -22,7 +22,15 @@ from opentelemetry import trace as trace_api
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace import (
+    Link,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+)
+from opentelemetry.trace.span import DEFAULT_TRACE_STATE
 from opentelemetry.util._decorator import _agnosticcontextmanager
 from opentelemetry.util.types import Attributes, AttributeValue
 
@@ -30,6 +38,7 @@ log = logging.getLogger("graphtrace")
 
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _UNSET = Status(StatusCode.UNSET)
+
 _PRIMITIVES = (str, bool, int, float)
 
 
@@ -100,7 +109,12 @@ class LeanSpan(trace_api.Span, ReadableSpan):
                     target[key] = cleaned
 
     def set_attribute(self, key: str, value: AttributeValue) -> None:
-        self.set_attributes({key: value})
+        if self._end_time is not None:
+            return
+        if type(value) in _PRIMITIVES:
+            self._attributes[key] = value
+        elif (cleaned := _clean(key, value)) is not None:
+            self._attributes[key] = cleaned
 
     def add_event(
         self, name: str, attributes: Attributes = None, timestamp: int | None = None
@@ -177,18 +191,17 @@ class LeanTracer(trace_api.Tracer):
         set_status_on_exception: bool = True,
     ) -> trace_api.Span:
         parent = trace_api.get_current_span(context).get_span_context()
+        # SpanContext's constructor re-validates ids we know are valid: build the tuple directly
         if parent.is_valid:
-            span_context = SpanContext(
-                parent.trace_id,
-                _nonzero(64),
-                is_remote=False,
-                trace_flags=_SAMPLED,
-                trace_state=parent.trace_state,
+            span_context = tuple.__new__(
+                SpanContext,
+                (parent.trace_id, _nonzero(64), False, _SAMPLED, parent.trace_state, True),
             )
             parent_context: SpanContext | None = parent
         else:
-            span_context = SpanContext(
-                _nonzero(128), _nonzero(64), is_remote=False, trace_flags=_SAMPLED
+            span_context = tuple.__new__(
+                SpanContext,
+                (_nonzero(128), _nonzero(64), False, _SAMPLED, DEFAULT_TRACE_STATE, True),
             )
             parent_context = None
         provider = self._provider

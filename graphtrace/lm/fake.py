@@ -32,7 +32,8 @@ Reply: TypeAlias = str | Mapping[str, Any] | None
 #: falls back to the schema-generated value; it may also be ``async``.
 Responder: TypeAlias = Callable[[Sequence[Message], Mapping[str, Any]], Reply | Awaitable[Reply]]
 
-_CHARS_PER_TOKEN: Final = 4  # the usual rule of thumb for English text and JSON
+_CHARS_PER_TOKEN: Final = 4
+_FAILED_MEMORY: Final = 10_000  # the usual rule of thumb for English text and JSON
 
 
 class FakeLM:
@@ -51,11 +52,10 @@ class FakeLM:
             latency still apply to calls it answers.
 
     Determinism: the reply, the delay and the failure decision depend only on ``seed``, the
-    schema and the messages' roles and contents (a BLAKE2b hash, never ``hash()``). Because a
-    failure is a property of the prompt, not of the call count, retrying *identical* messages
-    fails again; a retry that appends the previous error or reply to the messages (as the
-    runtime does after a validation error) is a new prompt with a fresh decision. The hash also
-    covers the number of user/assistant messages, so each such round is decided anew.
+    schema and the messages' roles and contents (a BLAKE2b hash, never ``hash()``). A prompt
+    that failed and is asked again (the runtime retries a transient error with the same
+    messages) gets a fresh failure roll drawn from the prompt and the number of times it failed,
+    so retries recover at the configured rate.
 
     ``calls`` counts every :meth:`complete` call, failed ones included.
 
@@ -94,6 +94,7 @@ class FakeLM:
             raise TypeError(f"respond must be callable or None, got {type(respond).__name__}")
         self.respond = respond
         self.calls = 0
+        self._failed: dict[bytes, int] = {}
 
     def __repr__(self) -> str:
         parts = [f"model={self.model!r}", f"seed={self.seed}"]
@@ -119,6 +120,8 @@ class FakeLM:
         digest = self._digest(turns, schema)
         # independent slices of one digest: the failure roll, the delay, the value seed
         fail_roll = _unit(digest[0:8])
+        if self.failure_rate and fail_roll < self.failure_rate:
+            fail_roll = self._reroll(digest, fail_roll)
         jitter_roll = _unit(digest[8:16])
         value_seed = int.from_bytes(digest[16:32], "big")
 
@@ -157,6 +160,21 @@ class FakeLM:
                     ) from exc
         value = value_for_schema(schema, random.Random(value_seed))
         return json.dumps(value, ensure_ascii=False)
+
+    def _reroll(self, digest: bytes, roll: float) -> float:
+        """A fresh failure roll for a prompt that failed before and is asked again.
+
+        A transient error is retried with the same messages (as with a real server), so the
+        n-th asking of a failed prompt draws from the digest and n. Only failed prompts are
+        remembered, and at most ``_FAILED_MEMORY`` of them.
+        """
+        asked = self._failed.get(digest, 0)
+        if asked:
+            roll = _unit(hashlib.blake2b(digest + asked.to_bytes(4, "big"), digest_size=8).digest())
+        if len(self._failed) >= _FAILED_MEMORY:
+            self._failed.clear()
+        self._failed[digest] = asked + 1
+        return roll
 
     def _digest(self, turns: Sequence[tuple[str, str]], schema: Mapping[str, Any]) -> bytes:
         conversation = sum(1 for role, _ in turns if role in ("user", "assistant"))
