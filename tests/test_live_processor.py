@@ -19,10 +19,9 @@ from tracing.provider import LeanTracerProvider
 class SlowWriter:
     """Takes a while per write and remembers the largest queue it saw."""
 
-    path = Path("slow")
-    paths: list[Path] = []
-
     def __init__(self) -> None:
+        self.path = Path("slow")
+        self.paths: list[Path] = []
         self.lines: list[str] = []
         self.gate = threading.Event()
 
@@ -35,8 +34,9 @@ class SlowWriter:
 
 
 class BrokenWriter:
-    path = Path("/nowhere/traces.jsonl")
-    paths: list[Path] = []
+    def __init__(self) -> None:
+        self.path = Path("/nowhere/traces.jsonl")
+        self.paths: list[Path] = []
 
     def write_lines(self, lines: Sequence[str]) -> None:
         raise OSError(28, "No space left on device")
