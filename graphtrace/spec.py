@@ -89,8 +89,8 @@ class NodeSpec:
 
     @property
     def decides(self) -> bool:
-        """True when the LM must pick the next node (more than one way to go)."""
-        return len(self.successors) + int(self.may_end) > 1
+        """True when the LM picks the next node: an ellipsis body with more than one way to go."""
+        return not self.custom_body and len(self.successors) + int(self.may_end) > 1
 
 
 async def _ellipsis_body(self: Any) -> Any: ...

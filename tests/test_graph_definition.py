@@ -171,3 +171,14 @@ def test_mermaid_lists_every_edge() -> None:
         "Decide --> __end__",
     ):
         assert edge in text
+
+
+def test_mermaid_marks_only_lm_decisions() -> None:
+    class Branch(Node):
+        flag: bool
+
+        async def __call__(self) -> Begin | End:
+            return Begin(question="q") if self.flag else End(text="t")
+
+    text = Graph(start=Branch).to_mermaid()
+    assert "Branch --> Begin" in text and "Branch --> End" in text and "|LM|" not in text
