@@ -27,13 +27,16 @@ from graphtrace.errors import (
     LMError,
     MaxStepsExceeded,
     RecallError,
+    RunCancelled,
     RunError,
+    RunTimedOut,
 )
 from graphtrace.fields import Dep, Gate, Recall
 from graphtrace.gates import PendingGate
 from graphtrace.graph import Graph
 from graphtrace.lm import LM, Completion, FakeLM, Message, Usage
 from graphtrace.node import Node
+from graphtrace.pool import RunHandle, RunPool
 from graphtrace.run import Run, RunState
 from tracing.setup import Tracing, configure
 
@@ -59,8 +62,12 @@ __all__ = [
     "Recall",
     "RecallError",
     "Run",
+    "RunCancelled",
     "RunError",
+    "RunHandle",
+    "RunPool",
     "RunState",
+    "RunTimedOut",
     "Tracing",
     "Usage",
     "configure",

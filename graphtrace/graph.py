@@ -117,6 +117,7 @@ class Graph:
         auto_answer: bool = False,
         on_gate: GateCallback | None = None,
         lm_limiter: asyncio.Semaphore | None = None,
+        timeout: float | None = None,
         **inputs: Any,
     ) -> Run:
         """A :class:`Run` ready to ``execute()``; inputs are checked now."""
@@ -129,6 +130,7 @@ class Graph:
             auto_answer=auto_answer,
             on_gate=on_gate,
             lm_limiter=lm_limiter,
+            timeout=timeout,
         )
 
     async def arun(

@@ -20,7 +20,14 @@ from pydantic import ValidationError
 
 from graphtrace.concurrently import all_of
 from graphtrace.deps import DepResolver
-from graphtrace.errors import GateError, GateRefused, MaxStepsExceeded, RecallError, RunError
+from graphtrace.errors import (
+    GateError,
+    GateRefused,
+    MaxStepsExceeded,
+    RecallError,
+    RunError,
+    RunTimedOut,
+)
 from graphtrace.fields import Gate
 from graphtrace.fill import Filler
 from graphtrace.gates import PendingGate, encode_answer
@@ -28,7 +35,7 @@ from graphtrace.lm.caller import LMCaller
 from graphtrace.node import Node
 from graphtrace.spec import FieldSpec, NodeSpec
 from tracing import names
-from tracing.spans import open_span
+from tracing.spans import EndReason, enter_run_scope, leave_run_scope, open_span
 
 if TYPE_CHECKING:
     from graphtrace.graph import Graph
@@ -96,9 +103,13 @@ class Run:
         on_gate: GateCallback | None = None,
         lm_limiter: asyncio.Semaphore | None = None,
         fill_retries: int = 2,
+        timeout: float | None = None,
     ) -> None:
         if max_steps < 1:
             raise ValueError(f"max_steps must be at least 1, got {max_steps}")
+        if timeout is not None and not timeout > 0:
+            raise ValueError(f"timeout must be positive seconds, got {timeout!r}")
+        self.timeout = timeout
         self.graph = graph
         self.run_id = run_id or new_run_id()
         self.inputs = dict(inputs)
@@ -111,6 +122,11 @@ class Run:
         self.result: Node | None = None
         self.error: BaseException | None = None
         self.timed_out = False
+        self.node: str | None = None
+        """The node the run is in (or ended in)."""
+        self.started_at: float | None = None
+        self.ended_at: float | None = None
+        """``time.monotonic()`` when the run started and ended."""
         self._filler = Filler(LMCaller(lm, lm_limiter), graph.name, retries=fill_retries)
         self._deps = DepResolver(graph.dep_specs)
         self._gates: dict[str, PendingGate] = {}
@@ -147,10 +163,41 @@ class Run:
     # -- the run ---------------------------------------------------------------------------
 
     async def execute(self) -> Node:
-        """Run to the end; returns the last node. Errors propagate after being recorded."""
+        """Run to the end; returns the last node. Errors propagate after being recorded.
+
+        With a ``timeout``, a run still going when it expires is cancelled: every open span is
+        closed with status ``timed out`` and :class:`RunTimedOut` is raised.
+        """
         if self.state is not RunState.PENDING:
             raise RuntimeError(f"run {self.run_id} was already started")
         self.state = RunState.RUNNING
+        self.started_at = time.monotonic()
+        reason, token = enter_run_scope()
+        task = asyncio.current_task()
+        expiry = None
+        if self.timeout is not None and task is not None:
+            expiry = asyncio.get_running_loop().call_later(self.timeout, self._expire, task, reason)
+        try:
+            return await self._traced(task)
+        finally:
+            self.ended_at = time.monotonic()
+            if expiry is not None:
+                expiry.cancel()
+            leave_run_scope(token)
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds the run took (so far, while it runs); None before it starts."""
+        if self.started_at is None:
+            return None
+        return (self.ended_at or time.monotonic()) - self.started_at
+
+    def _expire(self, task: asyncio.Task[Any], reason: EndReason) -> None:
+        self.timed_out = True
+        reason.text = "timed out"
+        task.cancel()
+
+    async def _traced(self, task: asyncio.Task[Any] | None) -> Node:
         attributes = {names.RUN_ID: self.run_id, names.GRAPH: self.graph.name}
         with open_span(names.run_span(self.graph.name), attributes) as span:
             self.trace_id = format(span.get_span_context().trace_id, "032x")
@@ -160,8 +207,15 @@ class Run:
                 status = RunState.COMPLETED
                 return self.result
             except asyncio.CancelledError as exc:
-                status = RunState.TIMED_OUT if self.timed_out else RunState.CANCELLED
                 self.error = exc
+                if self.timed_out and task is not None and task.uncancel() == 0:
+                    # our own timeout, and nobody else asked for a cancel: a timeout, not a cancel
+                    status = RunState.TIMED_OUT
+                    self.error = RunTimedOut(
+                        f"run {self.run_id} timed out after {self.timeout}s", node=self.node
+                    )
+                    raise self.error from None
+                status = RunState.CANCELLED
                 raise
             except BaseException as exc:
                 self.error = exc
@@ -192,6 +246,7 @@ class Run:
     async def _step(
         self, step: int, spec: NodeSpec, provided: dict[str, Any], previous: Node | None
     ) -> tuple[Node, tuple[type[Node], dict[str, Any]] | None]:
+        self.node = spec.name
         with open_span(names.node_span(spec.name), {names.NODE_STEP: step}) as span:
             values = dict(provided)
             for f in spec.of_kind("recall"):

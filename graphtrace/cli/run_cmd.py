@@ -1,31 +1,33 @@
-"""``graphtrace run TARGET``: run a graph (one run after another for now) and trace it."""
+"""``graphtrace run TARGET``: many runs through a RunPool, traced, with a live view."""
 
 from __future__ import annotations
 
 import asyncio
-import sys
-import time
+import contextlib
+import json
+import signal
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.live import Live
 from rich.markup import escape
 
 from graphtrace.cli.app import DEFAULT_DIR, DebugOption, TraceDirOption, app, error_boundary
+from graphtrace.cli.errors import CLIError
+from graphtrace.cli.run_view import RunTally, live_view, print_summary, run_line
 from graphtrace.cli.target import load_graph, parse_inputs
-from graphtrace.errors import GateError, GateRefused, GraphtraceError
+from graphtrace.errors import GateError, GateRefused, InputError
 from graphtrace.gates import PendingGate
 from graphtrace.graph import Graph
 from graphtrace.lm.fake import FakeLM
-from graphtrace.run import Run, RunState
-from tracing.setup import Tracing, configure
+from graphtrace.pool import RunPool
+from tracing.setup import configure
 
-_STYLE = {
-    RunState.COMPLETED: "green",
-    RunState.FAILED: "red",
-    RunState.CANCELLED: "yellow",
-    RunState.TIMED_OUT: "red",
-}
+EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
 
 
 @app.command("run")
@@ -36,7 +38,28 @@ def run_command(
         list[str] | None,
         typer.Option("-i", "--input", help="A start input KEY=VALUE (VALUE as JSON, else text)."),
     ] = None,
-    runs: Annotated[int, typer.Option("--runs", min=1, help="How many runs.")] = 1,
+    inputs_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--inputs",
+            help="A JSONL file: one run per line, each line an object of start inputs "
+            "(-i values apply to every line; the line wins).",
+        ),
+    ] = None,
+    runs: Annotated[
+        int, typer.Option("--runs", min=1, help="How many runs (of the -i inputs).")
+    ] = 1,
+    max_runs: Annotated[
+        int, typer.Option("--max-runs", min=1, help="Runs in flight at once; the rest queue.")
+    ] = 100,
+    max_lm_calls: Annotated[
+        int | None,
+        typer.Option("--max-lm-calls", min=1, help="LM calls in flight at once across all runs."),
+    ] = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option("--timeout", min=0.001, help="Seconds a run may take before it times out."),
+    ] = None,
     auto_answer: Annotated[
         bool, typer.Option("--auto-answer", help="Answer every gate with its default.")
     ] = False,
@@ -44,122 +67,263 @@ def run_command(
     trace_dir: TraceDirOption = DEFAULT_DIR,
     debug: DebugOption = False,
 ) -> None:
-    """Run TARGET and write its traces; prints each run's id and status and where the trace is.
+    """Run TARGET, traced to --trace-dir; exit 0 when every run completed, 1 otherwise.
+
+    In a terminal a live view shows the runs by state, throughput, p50/p95 run time, waiting
+    gates and the latest failures; elsewhere each finished run is one line. Ctrl-C cancels every
+    run, closes its spans as cancelled and exits 130.
 
     Examples:
 
-      graphtrace run graphtrace.demo:graph --auto-answer --runs 5
+      graphtrace run graphtrace.demo:graph --auto-answer --runs 1000 --max-lm-calls 20
 
-      graphtrace run my_graph.py:graph -i ticket='refund please' -i customer=c-1
+      graphtrace run my_graph.py:graph --inputs tickets.jsonl --timeout 30
     """
     graph = load_graph(target)
-    start_inputs = graph.check_inputs(parse_inputs(inputs or []))
+    base_inputs = parse_inputs(inputs or [])
+    if inputs_file is not None and runs != 1:
+        raise CLIError("--runs and --inputs do not mix: --inputs makes one run per line")
+    jobs = list(_jobs(graph, base_inputs, inputs_file, runs))
     tracing = configure(trace_dir)
     console = Console(highlight=False, soft_wrap=True)
-    interactive = sys.stdin.isatty() and not auto_answer
+    settings = _Settings(max_runs, max_lm_calls, timeout, auto_answer, seed)
+    tally = RunTally()
+    code = 0
     try:
-        results = asyncio.run(
-            _run_all(graph, start_inputs, runs, seed, auto_answer, interactive, console)
-        )
+        asyncio.run(_run_all(graph, jobs, settings, tally, console))
     except KeyboardInterrupt:
-        tracing.flush()
-        console.print("[yellow]interrupted[/]; traces so far are in " + escape(str(trace_dir)))
-        raise typer.Exit(130) from None
+        code = EXIT_INTERRUPTED
+    except _Terminated:
+        code = EXIT_TERMINATED
     tracing.flush()
-    _summary(console, results, tracing)
-    raise typer.Exit(0 if all(r.state is RunState.COMPLETED for r in results) else 1)
+    files = tracing.files
+    where = str(files[-1] if files else tracing.trace_dir)
+    if len(files) > 1:
+        where += f" (+{len(files) - 1} more)"
+    print_summary(console, tally, where, tracing.lost_spans)
+    if code:
+        console.print("[yellow]interrupted[/]: every run still going was cancelled")
+        raise typer.Exit(code)
+    raise typer.Exit(0 if tally.all_completed else 1)
+
+
+class _Settings:
+    def __init__(
+        self,
+        max_runs: int,
+        max_lm_calls: int | None,
+        timeout: float | None,
+        auto_answer: bool,
+        seed: int,
+    ) -> None:
+        self.max_runs = max_runs
+        self.max_lm_calls = max_lm_calls
+        self.timeout = timeout
+        self.auto_answer = auto_answer
+        self.seed = seed
+
+
+class _Job:
+    """One run to start: its inputs, or why its input line cannot be one."""
+
+    __slots__ = ("error", "inputs", "label")
+
+    def __init__(self, label: str, inputs: dict[str, Any] | None, error: str | None = None):
+        self.label = label
+        self.inputs = inputs
+        self.error = error
+
+
+def _jobs(
+    graph: Graph, base: dict[str, Any], inputs_file: Path | None, runs: int
+) -> Iterator[_Job]:
+    if inputs_file is None:
+        checked = graph.check_inputs(base)  # bad -i values: one clear line, exit 2
+        for _ in range(runs):
+            yield _Job("", checked)
+        return
+    try:
+        handle = inputs_file.open(encoding="utf-8")
+    except OSError as exc:
+        raise CLIError(f"cannot read --inputs {inputs_file}: {exc.strerror or exc}") from None
+    with handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            label = f"{inputs_file}:{number}"
+            try:
+                values = json.loads(line)
+            except ValueError as exc:
+                yield _Job(label, None, f"not JSON: {exc}")
+                continue
+            if not isinstance(values, dict):
+                yield _Job(label, None, f"expected a JSON object, got {type(values).__name__}")
+                continue
+            try:
+                yield _Job(label, graph.check_inputs({**base, **values}))
+            except InputError as exc:
+                yield _Job(label, None, str(exc))
+
+
+class _Terminated(Exception):
+    """SIGTERM arrived: the runs were cancelled like on Ctrl-C."""
 
 
 async def _run_all(
-    graph: Graph,
-    inputs: dict[str, Any],
-    runs: int,
-    seed: int,
-    auto_answer: bool,
-    interactive: bool,
-    console: Console,
-) -> list[Run]:
-    done: list[Run] = []
-    for index in range(runs):
-        run = graph.new_run(
-            lm=FakeLM(seed=seed + index),
-            auto_answer=auto_answer,
-            on_gate=None if auto_answer else _gate_handler(console, interactive),
-            **inputs,
-        )
-        started = time.perf_counter()
-        error = ""
-        try:
-            await run.execute()
-        except GraphtraceError as exc:
-            error = str(exc)
-        except Exception as exc:  # a bug in the user's node or dep: recorded, next run goes on
-            error = f"{type(exc).__name__}: {exc}"
-        elapsed = time.perf_counter() - started
-        style = _STYLE.get(run.state, "white")
-        last = run.history[-1].__class__.__name__ if run.history else "-"
-        console.print(
-            f"{run.run_id}  [{style}]{run.state.value:<9}[/]  {elapsed * 1000:8.1f} ms  "
-            f"{len(run.history):2d} steps  last {last}  trace {run.trace_id}"
-            + (f"\n    [red]{escape(error)}[/]" if error else "")
-        )
-        done.append(run)
-    return done
-
-
-def _gate_handler(console: Console, interactive: bool) -> Any:
-    """In a terminal, ask the person; elsewhere refuse at once with what to do instead."""
-
-    def on_gate(gate: PendingGate) -> None:
-        if not interactive:
-            gate.abandon(
-                GateError(
-                    f"gate {gate.gate_id} of run {gate.run_id} needs an answer and no terminal "
-                    f"is attached: run in a terminal or pass --auto-answer",
-                    node=gate.node,
-                )
-            )
-            return
-        asyncio.get_running_loop().create_task(_ask(console, gate))
-
-    return on_gate
-
-
-async def _ask(console: Console, gate: PendingGate) -> None:
-    hint = f"{gate.expected_type}" + (
-        f", default {gate.gate.default!r}" if gate.gate.has_default else ""
+    graph: Graph, jobs: list[_Job], settings: _Settings, tally: RunTally, console: Console
+) -> None:
+    interactive = console.is_terminal
+    asker = _GateAsker(console) if interactive and not settings.auto_answer else None
+    on_gate = None
+    if asker is not None:
+        on_gate = asker.ask
+    elif not settings.auto_answer:
+        on_gate = _refuse_without_terminal
+    pool = RunPool(
+        lm=FakeLM(seed=settings.seed),
+        max_runs=settings.max_runs,
+        max_lm_calls=settings.max_lm_calls,
+        run_timeout=settings.timeout,
+        auto_answer=settings.auto_answer,
+        on_gate=on_gate,
+        history=settings.max_runs * 4,
     )
-    while not gate.answered:
-        raw = await asyncio.to_thread(input, f"[{gate.run_id}] {gate.prompt} ({hint}) > ")
-        if not raw.strip() and gate.gate.has_default:
-            value: Any = gate.gate.default
-        else:
-            value = _parse_answer(raw)
+    async with _on_sigterm(), pool:
+        feeder = asyncio.create_task(_feed(pool, graph, jobs, settings, tally))
         try:
-            gate.answer(value, by="prompt")
-        except GateRefused as exc:
-            console.print(f"[red]refused:[/] {escape(str(exc))}")
+            with _live(console, interactive, tally, pool, len(jobs)) as live:
+                if asker is not None:
+                    asker.live = live
+                while True:
+                    async for handle in pool.as_completed():
+                        tally.record(handle)
+                        if not interactive:
+                            console.print(escape(run_line(handle)))
+                    if feeder.done() and pool.idle:
+                        break
+                    # idle only until the feeder submits more
+                    await asyncio.wait({feeder}, timeout=0.01)
+                await feeder
+        finally:
+            feeder.cancel()
+            if asker is not None:
+                await asker.close()
 
 
-def _parse_answer(raw: str) -> Any:
-    import json
+async def _feed(
+    pool: RunPool, graph: Graph, jobs: list[_Job], settings: _Settings, tally: RunTally
+) -> None:
+    """Submit every job, keeping the queue short so memory stays flat for huge input files."""
+    for index, job in enumerate(jobs):
+        if job.inputs is None:
+            tally.reject(job.label, job.error or "bad input")
+            continue
+        await pool.room(settings.max_runs)
+        pool.submit(graph, lm=FakeLM(seed=settings.seed + index), **job.inputs)
 
+
+@contextlib.contextmanager
+def _live(
+    console: Console, interactive: bool, tally: RunTally, pool: RunPool, total: int
+) -> Iterator[Live | None]:
+    if not interactive:
+        yield None
+        return
+
+    class _View:
+        def __rich__(self) -> Any:
+            return live_view(tally, pool, total)
+
+    with Live(_View(), console=console, refresh_per_second=4, transient=True) as live:
+        yield live
+
+
+@contextlib.asynccontextmanager
+async def _on_sigterm() -> AsyncIterator[None]:
+    """SIGTERM cancels the runs like Ctrl-C does (then the command exits 143)."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    terminated = False
+
+    def terminate() -> None:
+        nonlocal terminated
+        terminated = True
+        if task is not None:
+            task.cancel()
+
+    try:
+        loop.add_signal_handler(signal.SIGTERM, terminate)
+    except (NotImplementedError, RuntimeError):  # not the main thread, or no signals here
+        yield
+        return
+    try:
+        yield
+    except asyncio.CancelledError:
+        if terminated:
+            raise _Terminated() from None
+        raise
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+
+
+def _refuse_without_terminal(gate: PendingGate) -> None:
+    gate.abandon(
+        GateError(
+            f"gate {gate.gate_id} of run {gate.run_id} needs an answer and no terminal is "
+            f"attached: run in a terminal or pass --auto-answer",
+            node=gate.node,
+        )
+    )
+
+
+class _GateAsker:
+    """Asks the person at the terminal, one gate at a time, pausing the live view meanwhile."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.live: Live | None = None
+        self._queue: asyncio.Queue[PendingGate] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    def ask(self, gate: PendingGate) -> None:
+        self._queue.put_nowait(gate)
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._serve())
+
+    async def _serve(self) -> None:
+        while True:
+            gate = await self._queue.get()
+            if gate.answered:
+                continue
+            if self.live is not None:
+                self.live.stop()
+            try:
+                await self._ask_one(gate)
+            finally:
+                if self.live is not None:
+                    self.live.start()
+
+    async def _ask_one(self, gate: PendingGate) -> None:
+        default = gate.gate.default if gate.gate.has_default else None
+        hint = gate.expected_type + (f", Enter for {default!r}" if gate.gate.has_default else "")
+        while not gate.answered:
+            raw = await asyncio.to_thread(input, f"[{gate.run_id}] {gate.prompt} ({hint}) > ")
+            value: Any = default if (not raw.strip() and gate.gate.has_default) else _parse(raw)
+            try:
+                gate.answer(value, by="prompt")
+            except GateRefused as exc:
+                if not gate.answered:
+                    self.console.print(f"[red]refused:[/] {escape(str(exc))}")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+def _parse(raw: str) -> Any:
     try:
         return json.loads(raw)
     except ValueError:
         return raw.strip()
-
-
-def _summary(console: Console, results: list[Run], tracing: Tracing) -> None:
-    counts: dict[str, int] = {}
-    for run in results:
-        counts[run.state.value] = counts.get(run.state.value, 0) + 1
-    parts = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
-    files = tracing.files
-    where = files[-1] if files else tracing.trace_dir
-    console.print(f"\n{len(results)} run(s): {parts}")
-    console.print(
-        f"traces: {escape(str(where))}" + (f" (+{len(files) - 1} more)" if len(files) > 1 else "")
-    )
-    if tracing.lost_spans:
-        console.print(f"[red]{tracing.lost_spans} span(s) could not be written[/]")

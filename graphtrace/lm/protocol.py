@@ -61,3 +61,14 @@ class LM(Protocol):
     async def complete(self, messages: Sequence[Message], schema: Mapping[str, Any]) -> Completion:
         """Answer ``messages`` with text that should validate against ``schema``."""
         ...
+
+
+def role_and_content(message: Message | Mapping[str, Any]) -> tuple[str, str]:
+    """A message's role and content; plain ``{"role": ..., "content": ...}`` dicts work too."""
+    if isinstance(message, Mapping):
+        role, content = message.get("role"), message.get("content")
+    else:
+        role, content = getattr(message, "role", None), getattr(message, "content", None)
+    if not isinstance(role, str) or not isinstance(content, str):
+        raise TypeError(f"a message needs a str 'role' and 'content', got {message!r:.200}")
+    return role, content
