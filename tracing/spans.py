@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar, Token
 
 from opentelemetry import context as context_api
 from opentelemetry import trace
@@ -21,15 +22,38 @@ def tracer() -> trace.Tracer:
     return _tracer
 
 
-class SpanTimedOut(Exception):
-    """Marks spans closed because their run hit its timeout (set as the span's status)."""
+class EndReason:
+    """Why a run's open spans end when its task is cancelled: ``cancelled`` or ``timed out``.
+
+    Set once per run (a context variable, so the run's child tasks see it too); the run's
+    timeout changes the text before it cancels the task, so every span it closes says why.
+    """
+
+    __slots__ = ("text",)
+
+    def __init__(self) -> None:
+        self.text = "cancelled"
+
+
+_end_reason: ContextVar[EndReason | None] = ContextVar("graphtrace_end_reason", default=None)
+
+
+def enter_run_scope() -> tuple[EndReason, Token[EndReason | None]]:
+    """A fresh :class:`EndReason` for the run starting in this context; reset with the token."""
+    reason = EndReason()
+    return reason, _end_reason.set(reason)
+
+
+def leave_run_scope(token: Token[EndReason | None]) -> None:
+    _end_reason.reset(token)
 
 
 def close_as(span: Span, exc: BaseException) -> None:
     """Record why ``span`` ends early: status ERROR, and an exception event for real errors."""
     if isinstance(exc, asyncio.CancelledError):
-        span.set_status(Status(StatusCode.ERROR, "cancelled"))
-    elif isinstance(exc, TimeoutError | SpanTimedOut):
+        reason = _end_reason.get()
+        span.set_status(Status(StatusCode.ERROR, reason.text if reason else "cancelled"))
+    elif isinstance(exc, TimeoutError):
         span.record_exception(exc)
         span.set_status(Status(StatusCode.ERROR, f"timed out: {exc}" if str(exc) else "timed out"))
     else:
@@ -65,5 +89,6 @@ def open_span(name: str, attributes: Mapping[str, AttributeValue] | None = None)
 
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, asyncio.CancelledError):
-        return "cancelled"
+        reason = _end_reason.get()
+        return reason.text if reason else "cancelled"
     return f"{type(exc).__name__}: {exc}"
