@@ -19,13 +19,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 
-import tracing.spans as spans_module
 from bench.common import best_of, linear5, machine
 from graphtrace import FakeLM, configure
+from tracing.spans import suspended
 
 TARGET = 1.5
 
@@ -65,17 +64,13 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         tracing = configure(Path(tmp) / "traces")
-        traced_tracer = spans_module._tracer
-        untraced_tracer = trace.NoOpTracer()
 
         def untraced() -> None:
-            # The same runtime with its tracer switched to the API's no-op one: what a process
-            # that never called configure() pays.
-            spans_module._tracer = untraced_tracer
-            run_graph(runs)
+            # the same runtime opening no spans: what a process without configure() pays
+            with suspended():
+                run_graph(runs)
 
         def traced() -> None:
-            spans_module._tracer = traced_tracer
             run_graph(runs)
             tracing.flush()  # the cost ends when the file holds every record
 

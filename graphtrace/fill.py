@@ -9,14 +9,20 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import cache
 from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError, create_model
 
 from graphtrace.errors import FillError, LMError
 from graphtrace.lm.caller import LMCaller
-from graphtrace.lm.prompts import END_CHOICE, decide_messages, fill_messages, retry_messages
+from graphtrace.lm.prompts import (
+    END_CHOICE,
+    decide_head,
+    decide_messages,
+    fill_head,
+    fill_messages,
+    retry_messages,
+)
 from graphtrace.lm.protocol import Message
 from graphtrace.node import Node
 from graphtrace.spec import FieldSpec, NodeSpec
@@ -24,29 +30,41 @@ from graphtrace.spec import FieldSpec, NodeSpec
 
 @dataclass(frozen=True, slots=True)
 class Shape:
-    """What a reply must look like: the model that validates it and its JSON Schema."""
+    """What a reply must look like (its model and JSON Schema) and the fixed prompt around it."""
 
     model: type[BaseModel]
     schema: dict[str, Any]
     schema_text: str
+    head: str
 
 
-def _shape(model: type[BaseModel]) -> Shape:
+_fill_shapes: dict[tuple[type[Node], tuple[str, ...]], Shape] = {}
+_decision_shapes: dict[type[Node], Shape] = {}
+
+
+def _shape(model: type[BaseModel], head: str) -> Shape:
     schema = model.model_json_schema()
-    return Shape(model, schema, json.dumps(schema))
+    return Shape(model, schema, json.dumps(schema), head)
 
 
-@cache
-def _fill_shape(cls: type[Node], names: tuple[str, ...]) -> Shape:
-    fields: dict[str, Any] = {
-        name: (cls.model_fields[name].annotation, cls.model_fields[name]) for name in names
-    }
-    return _shape(create_model(f"{cls.__name__}Fields", **fields))
+def _fill_shape(node: NodeSpec, fields: Sequence[FieldSpec]) -> Shape:
+    key = (node.cls, tuple(f.name for f in fields))
+    shape = _fill_shapes.get(key)
+    if shape is None:
+        model_fields: dict[str, Any] = {f.name: (f.annotation, f.info) for f in fields}
+        model = create_model(f"{node.name}Fields", **model_fields)
+        shape = _fill_shapes[key] = _shape(model, fill_head(node, fields))
+    return shape
 
 
-@cache
-def _decision_shape(choices: tuple[str, ...]) -> Shape:
-    return _shape(create_model("NextStep", next=(Literal[choices], ...)))  # type: ignore[valid-type, arg-type]
+def _decision_shape(node: NodeSpec) -> Shape:
+    shape = _decision_shapes.get(node.cls)
+    if shape is None:
+        choices = tuple(c.__name__ for c in node.successors)
+        choices += (END_CHOICE,) if node.may_end else ()
+        model = create_model("NextStep", next=(Literal[choices], ...))  # type: ignore[call-overload]
+        shape = _decision_shapes[node.cls] = _shape(model, decide_head(node))
+    return shape
 
 
 def _describe_error(exc: Exception) -> str:
@@ -72,23 +90,25 @@ class Filler:
         self,
         node: NodeSpec,
         fields: Sequence[FieldSpec],
-        previous: tuple[str, Mapping[str, Any]] | None,
+        previous: tuple[str, str] | None,
         known: Mapping[str, Any],
     ) -> dict[str, Any]:
-        """Validated values for ``fields`` of ``node``."""
-        shape = _fill_shape(node.cls, tuple(f.name for f in fields))
-        messages = fill_messages(self.graph, node, fields, shape.schema_text, previous, known)
+        """Validated values for ``fields`` of ``node``; ``previous`` is (name, state JSON)."""
+        shape = _fill_shape(node, fields)
+        messages = fill_messages(self.graph, shape.head, shape.schema_text, previous, known)
         reply = await self._ask(node.name, messages, shape, purpose="fill")
         return {f.name: getattr(reply, f.name) for f in fields}
 
-    async def decide(self, node: NodeSpec, state: Mapping[str, Any]) -> type[Node] | None:
-        """The node class that comes after ``node``, or None to end the run."""
-        by_name = {cls.__name__: cls for cls in node.successors}
-        choices = tuple(by_name) + ((END_CHOICE,) if node.may_end else ())
-        shape = _decision_shape(choices)
-        messages = decide_messages(self.graph, node, state, shape.schema_text)
+    async def decide(self, node: NodeSpec, state: str) -> type[Node] | None:
+        """The node class that comes after ``node`` (state as JSON), or None to end the run."""
+        shape = _decision_shape(node)
+        messages = decide_messages(self.graph, shape.head, shape.schema_text, state)
         reply = await self._ask(node.name, messages, shape, purpose="decide")
-        return by_name.get(reply.next)  # type: ignore[attr-defined]
+        chosen: str = reply.next
+        for cls in node.successors:
+            if cls.__name__ == chosen:
+                return cls
+        return None
 
     async def _ask(
         self,

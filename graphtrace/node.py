@@ -46,6 +46,10 @@ class Node(BaseModel):
         object.__setattr__(self, "__pydantic_extra__", None)
         object.__setattr__(self, "__pydantic_private__", None)
 
+    # Tell pydantic this __init__ is a base one: validation (model_validate, which the runtime
+    # uses) then never calls it, so a node is validated once, not twice.
+    __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
+
     if TYPE_CHECKING:  # each subclass declares its own; the runtime reads the return hint
 
         async def __call__(self) -> Node | None: ...

@@ -77,13 +77,6 @@ def state_json(node: Node) -> str:
     return text if len(text) <= _STATE_LIMIT else text[:_STATE_LIMIT] + "…"
 
 
-def _state_dict(node: Node) -> dict[str, Any]:
-    try:
-        return node.model_dump(mode="json")
-    except Exception:
-        return {k: repr(v) for k, v in node}
-
-
 class Run:
     """A single execution of a :class:`~graphtrace.graph.Graph`.
 
@@ -200,7 +193,8 @@ class Run:
     async def _traced(self, task: asyncio.Task[Any] | None) -> Node:
         attributes = {names.RUN_ID: self.run_id, names.GRAPH: self.graph.name}
         with open_span(names.run_span(self.graph.name), attributes) as span:
-            self.trace_id = format(span.get_span_context().trace_id, "032x")
+            trace_id = span.get_span_context().trace_id
+            self.trace_id = format(trace_id, "032x") if trace_id else None
             status = RunState.FAILED
             try:
                 self.result = await self._steps()
@@ -229,14 +223,14 @@ class Run:
     async def _steps(self) -> Node:
         spec = self.graph.specs[self.graph.start]
         provided: dict[str, Any] = dict(self.inputs)
-        previous: Node | None = None
+        previous: tuple[str, str] | None = None
         for step in range(1, self.max_steps + 1):
-            node, following = await self._step(step, spec, provided, previous)
+            node, state, following = await self._step(step, spec, provided, previous)
             if following is None:
                 return node
+            previous = (spec.name, state)
             spec = self.graph.specs[following[0]]
             provided = following[1]
-            previous = node
         raise MaxStepsExceeded(
             f"run {self.run_id} of {self.graph.name} took more than {self.max_steps} steps "
             f"(last node {spec.name}); raise max_steps or check for a loop",
@@ -244,22 +238,29 @@ class Run:
         )
 
     async def _step(
-        self, step: int, spec: NodeSpec, provided: dict[str, Any], previous: Node | None
-    ) -> tuple[Node, tuple[type[Node], dict[str, Any]] | None]:
+        self,
+        step: int,
+        spec: NodeSpec,
+        provided: dict[str, Any],
+        previous: tuple[str, str] | None,
+    ) -> tuple[Node, str, tuple[type[Node], dict[str, Any]] | None]:
         self.node = spec.name
         with open_span(names.node_span(spec.name), {names.NODE_STEP: step}) as span:
             values = dict(provided)
             for f in spec.of_kind("recall"):
                 if f.name not in values:
                     values[f.name] = self._recall(spec, f)
+            missing = []
             for f in spec.of_kind("plain"):
-                if f.name not in values and f.has_default:
-                    values[f.name] = f.default_value()
-            values.update(await self._deps.resolve(spec, values))
-            missing = [f for f in spec.of_kind("plain") if f.name not in values]
+                if f.name not in values:
+                    if f.has_default:
+                        values[f.name] = f.default_value()
+                    else:
+                        missing.append(f)
+            if spec.of_kind("dep"):
+                values.update(await self._deps.resolve(spec, values))
             if missing:
-                context = (previous.__class__.__name__, _state_dict(previous)) if previous else None
-                values.update(await self._filler.fill(spec, missing, context, values))
+                values.update(await self._filler.fill(spec, missing, previous, values))
             gates = [f for f in spec.of_kind("gate") if f.name not in values]
             if gates:
                 values.update(await self._wait_gates(spec, gates))
@@ -269,16 +270,20 @@ class Run:
                 raise RunError(
                     f"{spec.name} is not valid: {_errors(exc)}", node=spec.name
                 ) from None
-            span.set_attribute(names.NODE_STATE, state_json(node))
+            state = state_json(node)
+            if span.is_recording():
+                span.set_attribute(names.NODE_STATE, state)
             self.history.append(node)
-            return node, await self._route(spec, node)
+            return node, state, await self._route(spec, node, state)
 
-    async def _route(self, spec: NodeSpec, node: Node) -> tuple[type[Node], dict[str, Any]] | None:
+    async def _route(
+        self, spec: NodeSpec, node: Node, state: str
+    ) -> tuple[type[Node], dict[str, Any]] | None:
         if spec.custom_body:
             returned = await node()
             return self._check_returned(spec, returned)
         if spec.decides:
-            chosen = await self._filler.decide(spec, _state_dict(node))
+            chosen = await self._filler.decide(spec, state)
             return (chosen, {}) if chosen is not None else None
         return (spec.successors[0], {}) if spec.successors else None
 

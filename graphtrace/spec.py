@@ -83,14 +83,20 @@ class NodeSpec:
     successors: tuple[type[Node], ...]
     may_end: bool
     custom_body: bool
+    decides: bool = field(init=False)
+    """True when the LM picks the next node: an ellipsis body with more than one way to go."""
+    _by_kind: dict[str, tuple[FieldSpec, ...]] = field(init=False, repr=False)
 
-    def of_kind(self, kind: FieldKindName) -> list[FieldSpec]:
-        return [f for f in self.fields.values() if f.kind == kind]
+    def __post_init__(self) -> None:
+        self.decides = not self.custom_body and len(self.successors) + int(self.may_end) > 1
+        self._by_kind = {
+            kind: tuple(f for f in self.fields.values() if f.kind == kind)
+            for kind in ("plain", "dep", "recall", "gate")
+        }
 
-    @property
-    def decides(self) -> bool:
-        """True when the LM picks the next node: an ellipsis body with more than one way to go."""
-        return not self.custom_body and len(self.successors) + int(self.may_end) > 1
+    def of_kind(self, kind: FieldKindName) -> tuple[FieldSpec, ...]:
+        """The fields of one kind, in declaration order (computed once)."""
+        return self._by_kind[kind]
 
 
 async def _ellipsis_body(self: Any) -> Any: ...

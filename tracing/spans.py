@@ -14,12 +14,45 @@ from opentelemetry.util.types import AttributeValue
 
 from tracing.names import TRACER_NAME
 
-_tracer = trace.get_tracer(TRACER_NAME)
+_tracer: trace.Tracer | None = None
+_suspended = False
+_UNKNOWN = object()
 
 
-def tracer() -> trace.Tracer:
-    """graphtrace's tracer; follows whichever TracerProvider is installed globally."""
+def tracer() -> trace.Tracer | None:
+    """graphtrace's tracer from the global TracerProvider; None while none is installed.
+
+    With no provider (nobody called ``configure()`` and the application installed none), the
+    runtime opens no spans at all: not even the API's no-op ones, whose context switching would
+    cost more than the rest of a step.
+    """
+    global _tracer
+    if _suspended:
+        return None
+    if _tracer is None:
+        # get_tracer_provider() reads the environment on every call while none is set; the
+        # API module's global answers "is one set?" for free (public call as the fallback)
+        if getattr(trace, "_TRACER_PROVIDER", _UNKNOWN) is None:
+            return None
+        provider = trace.get_tracer_provider()
+        if isinstance(provider, trace.ProxyTracerProvider):
+            return None
+        _tracer = provider.get_tracer(TRACER_NAME)
     return _tracer
+
+
+@contextmanager
+def suspended() -> Iterator[None]:
+    """Open no graphtrace spans inside the block (process-wide): what the runtime costs untraced.
+
+    For benchmarks that compare traced and untraced runs in one process.
+    """
+    global _suspended
+    before, _suspended = _suspended, True
+    try:
+        yield
+    finally:
+        _suspended = before
 
 
 class EndReason:
@@ -68,7 +101,11 @@ def open_span(name: str, attributes: Mapping[str, AttributeValue] | None = None)
     An error is recorded once, on the innermost span it leaves; outer spans get the ERROR status
     without a second copy of the event.
     """
-    span = _tracer.start_span(name, attributes=attributes)
+    active = _tracer if _tracer is not None and not _suspended else tracer()
+    if active is None:
+        yield trace.INVALID_SPAN
+        return
+    span = active.start_span(name, attributes=attributes)
     token = context_api.attach(trace.set_span_in_context(span))
     try:
         yield span

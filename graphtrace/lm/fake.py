@@ -178,19 +178,36 @@ class FakeLM:
 
     def _digest(self, turns: Sequence[tuple[str, str]], schema: Mapping[str, Any]) -> bytes:
         conversation = sum(1 for role, _ in turns if role in ("user", "assistant"))
-        payload = json.dumps(
-            {
-                "seed": self.seed,
-                "schema": schema,
-                "messages": turns,
-                "conversation": conversation,
-            },
-            sort_keys=True,
-            separators=(",", ":"),
-            ensure_ascii=False,
-            default=str,  # a schema holding non-JSON values still hashes, if less stably
-        )
-        return hashlib.blake2b(payload.encode(), digest_size=48, person=b"graphtrace.fake").digest()
+        digest = hashlib.blake2b(digest_size=48, person=b"graphtrace.fake")
+        digest.update(f"{self.seed}\x00{conversation}\x00".encode())
+        digest.update(_schema_bytes(schema))
+        for role, content in turns:
+            # lengths first, so that no two different conversations feed the same bytes
+            encoded = content.encode("utf-8", "surrogatepass")
+            digest.update(f"\x00{role}\x00{len(encoded)}\x00".encode())
+            digest.update(encoded)
+        return digest.digest()
+
+
+_SCHEMA_BYTES: dict[int, tuple[Mapping[str, Any], bytes]] = {}
+
+
+def _schema_bytes(schema: Mapping[str, Any]) -> bytes:
+    """The schema's canonical JSON; cached by identity, since callers reuse schema objects."""
+    entry = _SCHEMA_BYTES.get(id(schema))
+    if entry is not None and entry[0] is schema:
+        return entry[1]
+    text = json.dumps(
+        schema,
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        default=str,  # a schema holding non-JSON values still hashes, if less stably
+    ).encode("utf-8", "surrogatepass")
+    if len(_SCHEMA_BYTES) >= 1024:
+        _SCHEMA_BYTES.clear()
+    _SCHEMA_BYTES[id(schema)] = (schema, text)
+    return text
 
 
 def _real(name: str, value: Any, *, low: float, high: float) -> float:

@@ -1,0 +1,82 @@
+"""Scale: many runs of the 5-node graph through one RunPool, against the ideal wall time.
+
+With ``FakeLM(latency=0.01)`` and ``max_lm_calls=100``, each run makes 4 LM calls of 10 ms (the
+start node is given its input, the four others are filled), so the ideal is
+``runs * 4 * 10 ms / 100``. Targets: traced (pending records, file) <= 1.5x the ideal, untraced
+<= 1.1x, peak RSS <= 1 GB.
+
+    python bench/scale.py [--quick] [--runs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import linear5, machine
+from graphtrace import FakeLM, RunPool, RunState, configure
+from tracing.spans import suspended
+
+LATENCY = 0.01
+LM_SLOTS = 100
+LM_CALLS_PER_RUN = 4
+
+
+async def through_pool(runs: int) -> float:
+    lm = FakeLM(latency=LATENCY)
+    started = time.perf_counter()
+    async with RunPool(lm=lm, max_runs=LM_SLOTS * 4, max_lm_calls=LM_SLOTS) as pool:
+        for _ in range(runs):
+            await pool.room(LM_SLOTS * 4)
+            pool.submit(linear5, note="scale")
+        completed = 0
+        async for handle in pool:
+            completed += handle.state is RunState.COMPLETED
+    elapsed = time.perf_counter() - started
+    assert pool.counts[RunState.COMPLETED] == runs, pool.counts
+    return elapsed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="1,000 runs instead of 10,000")
+    parser.add_argument("--runs", type=int, default=None)
+    args = parser.parse_args()
+    runs = args.runs or (1_000 if args.quick else 10_000)
+    ideal = runs * LM_CALLS_PER_RUN * LATENCY / LM_SLOTS
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tracing = configure(Path(tmp) / "traces")
+        with suspended():  # untraced: what a process without configure() pays
+            untraced = asyncio.run(through_pool(runs))
+        traced = asyncio.run(through_pool(runs))
+        flush_started = time.perf_counter()
+        tracing.flush()
+        traced += time.perf_counter() - flush_started
+        size = sum(p.stat().st_size for p in Path(tmp, "traces").glob("*.jsonl"))
+        lost = tracing.lost_spans
+        tracing.shutdown()
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    ok = traced <= 1.5 * ideal and untraced <= 1.1 * ideal and peak_mb <= 1024 and not lost
+    print(f"machine: {machine()}")
+    print(f"{runs:,} runs x 5 nodes, FakeLM(latency={LATENCY}), max_lm_calls={LM_SLOTS}")
+    print(f"ideal:     {ideal:6.2f} s")
+    print(f"untraced:  {untraced:6.2f} s  ({untraced / ideal:.2f}x ideal, target <= 1.1x)")
+    print(
+        f"traced:    {traced:6.2f} s  ({traced / ideal:.2f}x ideal, target <= 1.5x), "
+        f"{size / 2**20:.1f} MiB of trace, {lost} lost"
+    )
+    print(f"peak RSS:  {peak_mb:6.0f} MB (target <= 1024 MB)")
+    print("OK" if ok else "MISSED")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
