@@ -47,7 +47,13 @@ class RecallError(RunError):
 
 
 class LMError(GraphtraceError):
-    """A language-model backend could not answer."""
+    """A language-model backend could not answer.
+
+    ``permanent`` errors (a bad key, an unknown model) are not worth asking again: the runtime
+    stops its fill retries at once.
+    """
+
+    permanent = False
 
 
 class FillError(RunError):
@@ -104,9 +110,13 @@ class LMStatusError(LMError):
 class LMAuthenticationError(LMStatusError):
     """The server refused the API key (HTTP 401 or 403)."""
 
+    permanent = True
+
 
 class LMNotFoundError(LMStatusError):
     """The server does not know the model, or the base URL is wrong (HTTP 404)."""
+
+    permanent = True
 
 
 class LMRateLimitError(LMStatusError):

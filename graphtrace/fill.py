@@ -125,6 +125,8 @@ class Filler:
                 )
             except LMError as exc:
                 errors.append(f"attempt {attempt}: {exc}")
+                if exc.permanent:
+                    break
                 continue
             try:
                 return shape.model.model_validate_json(completion.text)

@@ -151,6 +151,7 @@ def test_module_that_fails_to_import(tmp_path: Path) -> None:
         (["-i", "colour=red"], "unknown input(s) 'colour' for Triage"),
         (["-i", "profile={}"], "Triage.profile is a dep field"),
         (["-i", "customer=[1, 2]"], "input 'customer' of Triage"),
+        (["--lm", "gpt"], "--lm: unknown LM spec 'gpt': use 'fake', 'fake:SEED' or 'openai:MODEL'"),
     ],
 )
 def test_bad_inputs(tmp_path: Path, args: list[str], message: str) -> None:

@@ -47,6 +47,7 @@ class LiveSpanProcessor(SpanProcessor):
         self._queue: deque[ReadableSpan | PendingSpan] = deque()
         self._wake = threading.Event()
         self._drained = threading.Condition()
+        self._passes = 0  # writer passes completed, counted under _drained
         self._closed = False
         self._error_logged = False
         self._thread = threading.Thread(target=self._run, name="graphtrace-writer", daemon=True)
@@ -78,6 +79,14 @@ class LiveSpanProcessor(SpanProcessor):
         if len(self._queue) >= self.max_queue:
             self._back_pressure()
 
+    def write(self, record: ReadableSpan) -> None:
+        """Queue a record that is not a span's end (a stall snapshot) and write it at once.
+
+        Any thread may call it; the writer wakes now instead of at its next interval.
+        """
+        self._queue.append(record)
+        self._wake.set()
+
     def _back_pressure(self) -> None:
         """Wait for the writer to catch up; if it cannot (it died), count the spans as lost."""
         self._wake.set()
@@ -106,6 +115,7 @@ class LiveSpanProcessor(SpanProcessor):
             self._wake.clear()
             self._write_pending()
             with self._drained:
+                self._passes += 1
                 self._drained.notify_all()
             if self._closed and not self._queue:
                 return
@@ -137,9 +147,12 @@ class LiveSpanProcessor(SpanProcessor):
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         """Write everything queued so far; True when done within the timeout."""
         deadline = time.monotonic() + timeout_millis / 1000.0
-        target = self.written + self.lost + len(self._queue)
         with self._drained:
-            while self.written + self.lost < target and self._thread.is_alive():
+            # Counting spans races with a batch the writer has taken but not yet counted; a
+            # pass that starts after this call drains everything queued before it. The pass
+            # under way now may have started earlier, so wait for the one after it.
+            target = self._passes + 2
+            while self._passes < target and self._thread.is_alive():
                 self._wake.set()
                 if not self._drained.wait(timeout=max(0.0, deadline - time.monotonic())):
                     return False

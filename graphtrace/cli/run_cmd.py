@@ -23,6 +23,8 @@ from graphtrace.errors import GateError, GateRefused, InputError
 from graphtrace.gates import PendingGate
 from graphtrace.graph import Graph
 from graphtrace.lm.fake import FakeLM
+from graphtrace.lm.protocol import LM
+from graphtrace.lm.specs import lm_from_spec
 from graphtrace.pool import RunPool
 from tracing.setup import configure
 
@@ -63,6 +65,14 @@ def run_command(
     auto_answer: Annotated[
         bool, typer.Option("--auto-answer", help="Answer every gate with its default.")
     ] = False,
+    lm_spec: Annotated[
+        str,
+        typer.Option(
+            "--lm",
+            help="The model: 'fake' (offline, the default), 'fake:SEED' or 'openai:MODEL' "
+            "(OPENAI_BASE_URL, OPENAI_API_KEY).",
+        ),
+    ] = "fake",
     seed: Annotated[int, typer.Option("--seed", help="FakeLM seed of the first run.")] = 0,
     trace_dir: TraceDirOption = DEFAULT_DIR,
     debug: DebugOption = False,
@@ -86,7 +96,11 @@ def run_command(
     jobs = list(_jobs(graph, base_inputs, inputs_file, runs))
     tracing = configure(trace_dir)
     console = Console(highlight=False, soft_wrap=True)
-    settings = _Settings(max_runs, max_lm_calls, timeout, auto_answer, seed)
+    try:
+        lm = lm_from_spec(lm_spec, seed=seed)
+    except (TypeError, ValueError) as exc:
+        raise CLIError(f"--lm: {exc}") from None
+    settings = _Settings(max_runs, max_lm_calls, timeout, auto_answer, lm)
     tally = RunTally()
     code = 0
     try:
@@ -114,13 +128,19 @@ class _Settings:
         max_lm_calls: int | None,
         timeout: float | None,
         auto_answer: bool,
-        seed: int,
+        lm: LM,
     ) -> None:
         self.max_runs = max_runs
         self.max_lm_calls = max_lm_calls
         self.timeout = timeout
         self.auto_answer = auto_answer
-        self.seed = seed
+        self.lm = lm
+
+    def lm_for(self, index: int) -> LM:
+        """The LM of the index-th run: FakeLM varies its seed per run, a real one is shared."""
+        if isinstance(self.lm, FakeLM):
+            return FakeLM(seed=self.lm.seed + index)
+        return self.lm
 
 
 class _Job:
@@ -180,7 +200,7 @@ async def _run_all(
     elif not settings.auto_answer:
         on_gate = _refuse_without_terminal
     pool = RunPool(
-        lm=FakeLM(seed=settings.seed),
+        lm=settings.lm,
         max_runs=settings.max_runs,
         max_lm_calls=settings.max_lm_calls,
         run_timeout=settings.timeout,
@@ -219,7 +239,7 @@ async def _feed(
             tally.reject(job.label, job.error or "bad input")
             continue
         await pool.room(settings.max_runs)
-        pool.submit(graph, lm=FakeLM(seed=settings.seed + index), **job.inputs)
+        pool.submit(graph, lm=settings.lm_for(index), **job.inputs)
 
 
 @contextlib.contextmanager
