@@ -70,4 +70,11 @@ def error_boundary(fn: F) -> F:
 
 
 # The commands register themselves on `app` when imported.
-from graphtrace.cli import graph_cmd, run_cmd  # noqa: E402, F401
+from graphtrace.cli import (  # noqa: E402, F401
+    export_cmd,
+    graph_cmd,
+    ls_cmd,
+    replay_cmd,
+    run_cmd,
+    show_cmd,
+)
