@@ -28,9 +28,10 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace.span import DEFAULT_TRACE_STATE, SpanContext
 from opentelemetry.util.types import AttributeValue
 
-__all__ = ["PENDING_ATTRIBUTE", "PendingSpan", "encode_batch", "encode_value"]
+__all__ = ["PENDING_ATTRIBUTE", "PendingSpan", "Started", "encode_batch", "encode_value"]
 
 PENDING_ATTRIBUTE: Final = "graphtrace.pending"
+PENDING_PARENT_ATTRIBUTE: Final = "graphtrace.pending.parent_span_id"
 
 # Span.flags bits from trace.proto: 0-7 carry the W3C trace flags, bit 8 says whether bit 9
 # (parent is remote) is known.
@@ -78,6 +79,23 @@ class PendingSpan(NamedTuple):
     kind: int  # OTLP integer kind
     resource: Resource
     scope: InstrumentationScope | None
+    parent_span_id: int | None = None  # the started span's own parent, for live views
+
+
+class Started:
+    """A span that has just started and the attributes it started with: a pending record.
+
+    Cheaper to make on the event loop than a :class:`PendingSpan`: the writer reads the name,
+    ids, start time, kind, resource and scope from the span itself, which do not change after
+    the start. ``attributes`` must not be mutated afterwards (a snapshot, or a mapping the span
+    copies before it changes).
+    """
+
+    __slots__ = ("attributes", "span")
+
+    def __init__(self, span: ReadableSpan, attributes: Mapping[str, AttributeValue]) -> None:
+        self.span = span
+        self.attributes = attributes
 
 
 def _key_prefix(key: str) -> str:
@@ -420,6 +438,26 @@ def _cached_name(name: str) -> str:
     return encoded
 
 
+def _encode_started(item: Started) -> str:
+    span = item.span
+    ctx = span.context
+    if ctx is None:
+        raise ValueError(f"span {span.name!r} has no span context, hence no ids to encode")
+    return _encode_pending(
+        PendingSpan(
+            span.name,
+            ctx.trace_id,
+            ctx.span_id,
+            span.start_time or 0,
+            item.attributes,
+            span.kind.value + 1,
+            span.resource,
+            span.instrumentation_scope,
+            span.parent.span_id if span.parent is not None else None,
+        )
+    )
+
+
 def _encode_pending(item: PendingSpan) -> str:
     attributes, _ = _plain(item.attributes)
     if attributes:
@@ -430,6 +468,12 @@ def _encode_pending(item: PendingSpan) -> str:
         attrs = f"{body},{_PENDING_TAIL}" if body else _PENDING_TAIL
     else:
         attrs = _PENDING_TAIL
+    if item.parent_span_id:
+        # where the open span hangs in the tree, before its own end record says so
+        attrs += (
+            f',{{"key":"{PENDING_PARENT_ATTRIBUTE}","value":{{"stringValue":'
+            f'"{item.parent_span_id.to_bytes(8, "big").hex()}"}}}}'
+        )
     name = item.name
     encoded_name = _NAME_CACHE.get(name)
     if encoded_name is None:
@@ -519,7 +563,7 @@ def _same(a: object, b: object) -> bool:
         return False
 
 
-def encode_batch(items: Iterable[ReadableSpan | PendingSpan]) -> str:
+def encode_batch(items: Iterable[ReadableSpan | PendingSpan | Started]) -> str:
     """One OTLP `TracesData` JSON document on one line (no trailing newline).
 
     The document is ``{"resourceSpans": [...]}`` with the items grouped by resource and then by
@@ -540,10 +584,15 @@ def encode_batch(items: Iterable[ReadableSpan | PendingSpan]) -> str:
     last_scope: object = _MISSING
     bucket: list[str] = []
     for item in items:
-        if type(item) is PendingSpan:
-            encoded = _encode_pending(item)
-            resource: object = item.resource
-            scope: object = item.scope
+        kind = type(item)
+        if kind is Started:
+            encoded = _encode_started(item)  # type: ignore[arg-type]
+            resource: object = item.span.resource  # type: ignore[union-attr]
+            scope: object = item.span.instrumentation_scope  # type: ignore[union-attr]
+        elif kind is PendingSpan:
+            encoded = _encode_pending(item)  # type: ignore[arg-type]
+            resource = item.resource  # type: ignore[union-attr]
+            scope = item.scope  # type: ignore[union-attr]
         else:
             encoded = _encode_span(item)  # type: ignore[arg-type]
             resource = item.resource

@@ -122,6 +122,8 @@ def test_pending_record_for_every_span(traces: TraceDir) -> None:
         assert p["spanId"] not in finished
         assert p["name"] == started["name"]
         assert p["startTimeUnixNano"] == p["endTimeUnixNano"] == started["startTimeUnixNano"]
+        # where the open span sits in the tree, known before its end record arrives
+        assert attributes(p).get("graphtrace.pending.parent_span_id") == started.get("parentSpanId")
 
 
 def test_pending_record_is_in_the_file_while_the_span_is_open(traces: TraceDir) -> None:

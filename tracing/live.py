@@ -22,7 +22,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from exporters.file import JsonlFileWriter
-from exporters.otlp_json import PendingSpan, encode_batch
+from exporters.otlp_json import PendingSpan, Started, encode_batch
 
 log = logging.getLogger("graphtrace")
 
@@ -44,7 +44,7 @@ class LiveSpanProcessor(SpanProcessor):
         self.max_queue = max_queue
         self.lost = 0
         self.written = 0
-        self._queue: deque[ReadableSpan | PendingSpan] = deque()
+        self._queue: deque[ReadableSpan | PendingSpan | Started] = deque()
         self._wake = threading.Event()
         self._drained = threading.Condition()
         self._passes = 0  # writer passes completed, counted under _drained
@@ -56,21 +56,12 @@ class LiveSpanProcessor(SpanProcessor):
     # -- producer side (any thread, usually the event loop) ---------------------------------
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        ctx = span.context
-        if ctx is None:
-            return
-        self._queue.append(
-            PendingSpan(
-                span.name,
-                ctx.trace_id,
-                ctx.span_id,
-                span.start_time or time.time_ns(),
-                dict(span.attributes or {}),
-                span.kind.value + 1,
-                span.resource,
-                span.instrumentation_scope,
-            )
-        )
+        # a LeanSpan keeps the attributes it started with unchanged (copy on write); another
+        # span's are copied now, before the code that opened it changes them
+        attributes = getattr(span, "_start_attributes", None)
+        if attributes is None:
+            attributes = dict(span.attributes or {})
+        self._queue.append(Started(span, attributes))
         if len(self._queue) >= self.max_queue:
             self._back_pressure()
 
@@ -123,7 +114,7 @@ class LiveSpanProcessor(SpanProcessor):
     def _write_pending(self) -> None:
         queue = self._queue
         while queue:
-            batch: list[ReadableSpan | PendingSpan] = []
+            batch: list[ReadableSpan | PendingSpan | Started] = []
             while queue and len(batch) < _LINE_SPANS * 16:
                 batch.append(queue.popleft())
             try:

@@ -77,8 +77,12 @@ class LeanSpan(trace_api.Span, ReadableSpan):
         self._kind = kind
         self._end_time: int | None = None
         self._attributes: dict[str, AttributeValue] = {}
+        self._start_attributes: dict[str, AttributeValue] | None = None
         if attributes:
             self.set_attributes(attributes)
+        # what processors see at the start; a later change copies first (copy on write), so
+        # the writer thread can read this dict while the span goes on
+        self._start_attributes = self._attributes
         self._events: list[Event] = []
         self._links = tuple(links)
         self._start_time = start_time
@@ -99,6 +103,8 @@ class LeanSpan(trace_api.Span, ReadableSpan):
     def set_attributes(self, attributes: Mapping[str, AttributeValue]) -> None:
         if self._end_time is not None:
             return
+        if self._attributes is self._start_attributes:
+            self._attributes = dict(self._attributes)
         target = self._attributes
         for key, value in attributes.items():
             if type(value) in _PRIMITIVES:
@@ -111,6 +117,8 @@ class LeanSpan(trace_api.Span, ReadableSpan):
     def set_attribute(self, key: str, value: AttributeValue) -> None:
         if self._end_time is not None:
             return
+        if self._attributes is self._start_attributes:
+            self._attributes = dict(self._attributes)
         if type(value) in _PRIMITIVES:
             self._attributes[key] = value
         elif (cleaned := _clean(key, value)) is not None:
