@@ -222,10 +222,10 @@ def run_one(name: str, runs: int, concurrency: int) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="4,000 runs instead of 20,000")
+    parser.add_argument("--quick", action="store_true", help="4,000 runs instead of 10,000")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    runs = 4_000 if args.quick else 20_000
+    runs = 4_000 if args.quick else 10_000
     concurrency = 2_000
     if args.one:
         run_one(args.one, runs, concurrency)
