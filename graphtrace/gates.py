@@ -85,6 +85,14 @@ class PendingGate:
         async with asyncio.timeout(timeout):
             return await asyncio.shield(self._future)
 
+    async def settled(self) -> None:
+        """Return once the gate no longer waits: answered (by anyone), abandoned or closed.
+
+        For a prompt that must go away when the gate is answered elsewhere; unlike
+        :meth:`wait`, it neither raises nor applies the gate's timeout.
+        """
+        await asyncio.wait([self._future])
+
     def abandon(self, error: Exception) -> None:
         """End the wait with ``error`` (no answer can come, e.g. nobody can be asked)."""
         if not self._future.done():

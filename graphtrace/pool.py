@@ -17,16 +17,20 @@ Example::
 from __future__ import annotations
 
 import asyncio
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Generator
 from types import TracebackType
 from typing import Any
 
+from graphtrace.control.server import ControlServer
 from graphtrace.errors import RunCancelled
 from graphtrace.gates import PendingGate
 from graphtrace.graph import Graph
 from graphtrace.node import Node
 from graphtrace.run import GateCallback, Run, RunState
+from tracing.setup import current as current_tracing
+
+_ENDED_KEPT = 4096  # final states remembered for the control socket's "run finished" refusal
 
 
 class RunHandle:
@@ -109,6 +113,8 @@ class RunPool:
         history: finished handles kept for :meth:`as_completed` when nobody is iterating;
             older ones are dropped (their results are in the trace), so memory stays flat.
         auto_answer, on_gate: how gates are answered (see :meth:`Graph.new_run`).
+        control: while any run waits at a gate, listen on ``TRACE_DIR/control/`` for answers
+            from other processes (``graphtrace answer``, ``tail``); needs ``configure()``.
     """
 
     def __init__(
@@ -122,6 +128,7 @@ class RunPool:
         max_steps: int | None = None,
         auto_answer: bool = False,
         on_gate: GateCallback | None = None,
+        control: bool = True,
     ) -> None:
         if max_runs < 1:
             raise ValueError(f"max_runs must be at least 1, got {max_runs}")
@@ -146,6 +153,11 @@ class RunPool:
         self._finished_event = asyncio.Event()
         self._dequeued = asyncio.Event()
         self._closing = False
+        self._control_wanted = control
+        self.control: ControlServer | None = None
+        """The control server (made on entering when tracing is configured; it listens only
+        while a gate waits)."""
+        self._ended: OrderedDict[str, RunState] = OrderedDict()
         self.dropped = 0
         """Finished handles that fell out of the bounded history before anyone took them."""
 
@@ -158,6 +170,10 @@ class RunPool:
         await self._group.__aenter__()
         if self.max_lm_calls is not None:
             self._lm_limiter = asyncio.Semaphore(self.max_lm_calls)
+        tracing = current_tracing()
+        if self._control_wanted and tracing is not None:
+            # its serving task belongs to the pool's group, so it cannot outlive the pool
+            self.control = ControlServer(tracing.trace_dir, self._lookup, self._group.create_task)
         return self
 
     async def __aexit__(
@@ -181,6 +197,8 @@ class RunPool:
         finally:
             self._closing = True
             self._cancel_queued()
+            if self.control is not None:
+                self.control.close()
 
     # -- submitting -------------------------------------------------------------------------
 
@@ -205,6 +223,7 @@ class RunPool:
             timeout=self.run_timeout,
             **inputs,
         )
+        run.control = self.control
         handle = RunHandle(run, self)
         self._queue.append(handle)
         self._start_queued()
@@ -237,6 +256,9 @@ class RunPool:
 
     def _finished(self, handle: RunHandle) -> None:
         self.counts[handle.run.state] = self.counts.get(handle.run.state, 0) + 1
+        self._ended[handle.run_id] = handle.run.state
+        if len(self._ended) > _ENDED_KEPT:
+            self._ended.popitem(last=False)
         if len(self._finished_handles) == self._finished_handles.maxlen:
             self.dropped += 1
         self._finished_handles.append(handle)
@@ -272,6 +294,11 @@ class RunPool:
         if found is None:
             found = next((h for h in self._queue if h.run_id == run_id), None)
         return found
+
+    def _lookup(self, run_id: str) -> Run | RunState | None:
+        """For the control server: the run, or how it ended if it ended recently."""
+        handle = self.get(run_id)
+        return handle.run if handle is not None else self._ended.get(run_id)
 
     @property
     def active(self) -> list[RunHandle]:

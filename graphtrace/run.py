@@ -14,7 +14,7 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import ValidationError
 
@@ -41,6 +41,18 @@ if TYPE_CHECKING:
     from graphtrace.graph import Graph
 
 GateCallback = Callable[[PendingGate], None]
+
+
+class GateControl(Protocol):
+    """Takes answers for a run's gates from other processes (the control socket's server)."""
+
+    def gate_opened(self) -> str | None:
+        """A gate starts waiting; returns the socket path its pending record names, if any."""
+
+    def gate_closed(self) -> None:
+        """That gate stopped waiting."""
+
+
 _STATE_LIMIT = 64 * 1024
 
 
@@ -101,6 +113,7 @@ class Run:
         lm_limiter: asyncio.Semaphore | None = None,
         fill_retries: int = 2,
         timeout: float | None = None,
+        control: GateControl | None = None,
     ) -> None:
         if max_steps < 1:
             raise ValueError(f"max_steps must be at least 1, got {max_steps}")
@@ -113,6 +126,8 @@ class Run:
         self.max_steps = max_steps
         self.auto_answer = auto_answer
         self.on_gate = on_gate
+        self.control = control
+        """Where answers from other processes come in while a gate waits (None: nowhere)."""
         self.state = RunState.PENDING
         self.trace_id: str | None = None
         self.history: list[Node] = []
@@ -127,6 +142,9 @@ class Run:
         self._filler = Filler(LMCaller(lm, lm_limiter), graph.name, retries=fill_retries)
         self._deps = DepResolver(graph.dep_specs)
         self._gates: dict[str, PendingGate] = {}
+        self.answered: dict[str, str] = {}
+        """Gates answered so far, oldest first: gate id → who answered (``prompt``, ``socket``…),
+        so a late second answer is told "already answered" rather than "no such gate"."""
 
     # -- gates -----------------------------------------------------------------------------
 
@@ -150,6 +168,11 @@ class Run:
                 )
             gate_id = next(iter(self._gates))
         gate = self._gates.get(gate_id)
+        if gate is None and gate_id in self.answered:
+            raise GateRefused(
+                f"gate {gate_id} of run {self.run_id} was already answered "
+                f"({self.answered[gate_id]})"
+            )
         if gate is None:
             waiting = ", ".join(self._gates) or "none"
             raise GateRefused(
@@ -344,24 +367,35 @@ class Run:
             names.GATE_PROMPT: pending.prompt,
             names.GATE_SCHEMA: json.dumps(pending.schema),
         }
-        with open_span(names.gate_span(spec.name, f.name), attributes) as span:
-            self._gates[gate_id] = pending
-            self.state = RunState.WAITING
-            try:
-                value = await self._answer_of(pending)
-            finally:
-                del self._gates[gate_id]
-                pending.close()
-                if not self._gates and self.state is RunState.WAITING:
-                    self.state = RunState.RUNNING
-            span.set_attributes(
-                {
-                    names.GATE_ANSWER: encode_answer(value),
-                    names.GATE_WAIT_MS: round((time.monotonic() - pending.started) * 1000.0, 3),
-                    names.GATE_ANSWERED_BY: pending.answered_by or "unknown",
-                }
-            )
-            return value
+        # listening before the span opens, so the pending record can name the socket
+        control = None if self.auto_answer else self.control
+        if control is not None and (socket_path := control.gate_opened()) is not None:
+            attributes[names.GATE_SOCKET] = socket_path
+        try:
+            with open_span(names.gate_span(spec.name, f.name), attributes) as span:
+                self._gates[gate_id] = pending
+                self.state = RunState.WAITING
+                try:
+                    value = await self._answer_of(pending)
+                finally:
+                    del self._gates[gate_id]
+                    pending.close()
+                    if not self._gates and self.state is RunState.WAITING:
+                        self.state = RunState.RUNNING
+                answered_by = pending.answered_by or "unknown"
+                self.answered.pop(gate_id, None)  # re-inserted: the newest answer comes last
+                self.answered[gate_id] = answered_by
+                span.set_attributes(
+                    {
+                        names.GATE_ANSWER: encode_answer(value),
+                        names.GATE_WAIT_MS: round((time.monotonic() - pending.started) * 1000.0, 3),
+                        names.GATE_ANSWERED_BY: answered_by,
+                    }
+                )
+                return value
+        finally:
+            if control is not None:
+                control.gate_closed()
 
     async def _answer_of(self, pending: PendingGate) -> Any:
         gate = pending.gate

@@ -101,21 +101,6 @@ def test_graph_prints_mermaid(tmp_path: Path) -> None:
     assert "Triage -->|LM| Escalate" in out.stdout
 
 
-def test_gate_without_terminal_or_auto_answer_fails_the_run_clearly(tmp_path: Path) -> None:
-    script = tmp_path / "gated.py"
-    script.write_text(
-        "from typing import Annotated\n"
-        "from graphtrace import Gate, Graph, Node\n"
-        "class Ask(Node):\n"
-        "    ok: Annotated[bool, Gate('Proceed?')]\n"
-        "    async def __call__(self) -> None: ...\n"
-        "graph = Graph(start=Ask)\n"
-    )
-    out = graphtrace("run", f"{script}:graph", "--trace-dir", "tr", cwd=tmp_path)
-    assert out.returncode == 1
-    assert "gate Ask.ok" in out.stdout and "--auto-answer" in out.stdout
-
-
 BAD_TARGETS = {
     "missing_module": ("no_such_module_xyz:graph", "no module named 'no_such_module_xyz'"),
     "not_a_graph": ("graphtrace.demo:Triage", "is a ModelMetaclass, not a graphtrace.Graph"),

@@ -71,12 +71,22 @@ class LiveSpanProcessor(SpanProcessor):
             self._back_pressure()
 
     def write(self, record: ReadableSpan) -> None:
-        """Queue a record that is not a span's end (a stall snapshot) and write it at once.
+        """Append a record that is not a span's end (a stall snapshot) to the file now.
 
-        Any thread may call it; the writer wakes now instead of at its next interval.
+        Encoded and written on the calling thread (the watchdog's, never the loop's), ahead of
+        whatever is queued: a snapshot matters while the run is stuck, and a writer that is
+        behind a busy loop would hold it back by as much. The file writer's lock keeps lines
+        whole; a record the disk refuses is counted in ``lost``, as queued spans are.
         """
-        self._queue.append(record)
-        self._wake.set()
+        if self._closed:
+            self.lost += 1
+            return
+        try:
+            self.writer.write_lines([encode_batch([record])])
+            self.written += 1
+        except Exception as exc:
+            self.lost += 1
+            self._log_once(f"graphtrace: could not write a record to {self.writer.path}: {exc}")
 
     def _back_pressure(self) -> None:
         """Wait for the writer to catch up; if it cannot (it died), count the spans as lost."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import os
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,12 +21,18 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 
 from exporters.file import JsonlFileWriter
+from exporters.forwarding.endpoint import parse_headers, traces_url
+from exporters.forwarding.ledger import Ledger
+from exporters.forwarding.processor import ForwardingSpanProcessor, ForwardReport
 from tracing.live import LiveSpanProcessor
+from tracing.open_spans import OpenSpans
 from tracing.provider import LeanTracerProvider
+from tracing.watchdog import StallPolicy, Watchdog
 
 SpanSink = TracerProvider | LeanTracerProvider
 
 DEFAULT_TRACE_DIR = ".graphtrace"
+DEFAULT_SERVICE_NAME = "graphtrace"
 TRACE_DIR_ENV = "GRAPHTRACE_DIR"
 
 
@@ -67,6 +74,7 @@ class Tracing:
     provider: SpanSink
     live: LiveSpanProcessor
     forwarders: list[SpanProcessor] = field(default_factory=list)
+    watchdog: Watchdog | None = None  # None when every stall threshold is off
 
     @property
     def files(self) -> list[Path]:
@@ -82,13 +90,27 @@ class Tracing:
         ok = self.live.force_flush(int(timeout * 1000))
         return all([ok, *(f.force_flush(int(timeout * 1000)) for f in self.forwarders)])
 
+    def finish_forwarding(self) -> list[ForwardReport]:
+        """Stop forwarding (what is queued gets a few seconds) and say how it went.
+
+        Call it before :meth:`flush`: the ``forward.lost`` records it writes go to the file.
+        """
+        reports = []
+        for f in self.forwarders:
+            f.shutdown()
+            if isinstance(f, ForwardingSpanProcessor):
+                reports.append(f.report())
+        return reports
+
     def shutdown(self) -> None:
         """Flush and close the file; later spans go nowhere until configure() runs again."""
         if _router.targets and _router.targets[0] is self.live:
             _router.targets = ()
-        self.live.shutdown()
-        for f in self.forwarders:
+        if self.watchdog is not None:  # before the file closes: it writes to it
+            self.watchdog.stop()
+        for f in self.forwarders:  # before the file closes: they write what they lost to it
             f.shutdown()
+        self.live.shutdown()
 
 
 _lock = threading.Lock()
@@ -101,14 +123,34 @@ def configure(
     trace_dir: str | os.PathLike[str] | None = None,
     *,
     otlp_endpoint: str | None = None,
-    service_name: str = "graphtrace",
+    otlp_headers: Mapping[str, str] | str | None = None,
+    forward_pending: bool = False,
+    service_name: str | None = None,
     flush_interval: float = 0.05,
     max_file_bytes: int = 64 * 2**20,
+    stall_after: float | Mapping[str, float] | None = None,
 ) -> Tracing:
     """Trace every run to OTLP JSON files under ``trace_dir`` (and to ``otlp_endpoint``).
 
     ``trace_dir`` defaults to ``$GRAPHTRACE_DIR`` or ``.graphtrace``. A directory that cannot be
     created or written raises :class:`exporters.file.TraceDirError` at once.
+
+    ``stall_after`` sets the stall watchdog's thresholds in seconds: one number for node, dep and
+    chat spans, or a mapping per kind (``node``, ``dep``, ``chat``, and ``loop`` for the
+    blocked-loop detector); ``math.inf`` turns a kind off. None: ``$GRAPHTRACE_STALL_AFTER`` or
+    the defaults (node 30, dep 10, chat 60, loop 1). See :mod:`tracing.watchdog`.
+
+    ``otlp_endpoint`` (a base URL such as ``http://localhost:4318``, or the full traces URL)
+    also forwards every ended span over OTLP/HTTP, from a queue and thread of its own, so a
+    slow or absent endpoint never slows the runs or the file; ``OTEL_EXPORTER_OTLP_ENDPOINT`` /
+    ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` do the same when it is None (unless the application
+    installed its own SDK provider, whose exporter reads them itself). ``otlp_headers`` (a
+    mapping, or ``k=v,k2=v2``) default to ``OTEL_EXPORTER_OTLP_HEADERS``. Pending records are
+    forwarded only with ``forward_pending=True``. See :mod:`exporters.forwarding.processor`.
+
+    ``service_name`` defaults to ``OTEL_SERVICE_NAME`` (or ``service.name`` in
+    ``OTEL_RESOURCE_ATTRIBUTES``), else ``graphtrace``; both variables apply as the SDK reads
+    them, when graphtrace installs the provider.
 
     Example::
 
@@ -118,6 +160,9 @@ def configure(
     """
     global _installed_on, _current
     directory = Path(trace_dir) if trace_dir is not None else default_trace_dir()
+    policy = StallPolicy.resolve(stall_after)  # a bad value fails before anything changes
+    url = traces_url(otlp_endpoint)  # so does a bad endpoint (EndpointError)
+    headers = parse_headers(otlp_headers)
     with _lock:
         writer = JsonlFileWriter(directory, max_bytes=max_file_bytes)
         provider = _provider(service_name)
@@ -126,15 +171,35 @@ def configure(
             _installed_on = provider
         live = LiveSpanProcessor(writer, flush_interval=flush_interval)
         forwarders: list[SpanProcessor] = []
-        if otlp_endpoint:
-            forwarders.append(_otlp_forwarder(otlp_endpoint))
+        # the variables alone do not forward from the application's own SDK provider: its
+        # exporter reads them too and already sends graphtrace's spans
+        if url is not None and (otlp_endpoint or isinstance(provider, LeanTracerProvider)):
+            forwarders.append(
+                ForwardingSpanProcessor(
+                    url,
+                    headers=headers,
+                    forward_pending=forward_pending,
+                    local=live.write,
+                    ledger=Ledger(directory, url),
+                )
+            )
         previous = _current
-        _router.targets = (live, *forwarders)
-        _current = Tracing(directory, provider, live, forwarders)
+        watchdog = None
+        targets: tuple[SpanProcessor, ...] = (live, *forwarders)
+        if policy.enabled:
+            open_spans = OpenSpans()
+            watchdog = Watchdog(policy, open_spans, live, forwarders, provider.resource)
+            targets += (open_spans,)
+        _router.targets = targets
+        _current = Tracing(directory, provider, live, forwarders, watchdog)
+    if watchdog is not None:
+        watchdog.start()
     if previous is not None:
-        previous.live.shutdown()
+        if previous.watchdog is not None:
+            previous.watchdog.stop()
         for f in previous.forwarders:
             f.shutdown()
+        previous.live.shutdown()
     return _current
 
 
@@ -143,7 +208,7 @@ def current() -> Tracing | None:
     return _current
 
 
-def _provider(service_name: str) -> SpanSink:
+def _provider(service_name: str | None) -> SpanSink:
     """The application's SDK provider if it installed one, else our lean one, installed now."""
     existing = trace.get_tracer_provider()
     if isinstance(existing, TracerProvider | LeanTracerProvider):
@@ -153,19 +218,20 @@ def _provider(service_name: str) -> SpanSink:
             f"the application installed a {type(existing).__name__}, which takes no span "
             f"processors; install opentelemetry.sdk.trace.TracerProvider or let graphtrace do it"
         )
-    provider = LeanTracerProvider(Resource.create({"service.name": service_name}))
+    provider = LeanTracerProvider(_resource(service_name))
     trace.set_tracer_provider(provider)
     return provider
 
 
-def _otlp_forwarder(endpoint: str) -> SpanProcessor:
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
-
-    url = endpoint.rstrip("/")
-    if not url.endswith("/v1/traces"):
-        url += "/v1/traces"
-    return BatchSpanProcessor(OTLPSpanExporter(endpoint=url))
+def _resource(service_name: str | None) -> Resource:
+    """OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME as the SDK reads them; the service is
+    ``graphtrace`` unless they (or ``service_name``) name another."""
+    if service_name:
+        return Resource.create({"service.name": service_name})
+    resource = Resource.create()
+    if str(resource.attributes.get("service.name", "")).startswith("unknown_service"):
+        resource = resource.merge(Resource({"service.name": DEFAULT_SERVICE_NAME}))
+    return resource
 
 
 @atexit.register

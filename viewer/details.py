@@ -3,13 +3,33 @@ and the text of stall snapshots."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, Protocol
 
 from exporters.reading.assemble import TreeSpan
+from exporters.reading.records import EventRecord
 from viewer import keys
 from viewer.format import duration
 
-__all__ = ["details", "error_text", "is_snapshot", "snapshot_text", "tokens_of"]
+__all__ = [
+    "Named",
+    "details",
+    "error_text",
+    "exception_text",
+    "is_snapshot",
+    "snapshot_text",
+    "tokens_of",
+]
+
+
+class Named(Protocol):
+    """A span as far as a snapshot's text needs it: a tree span, a live span, a record."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def attributes(self) -> dict[str, Any]: ...
 
 
 def tokens_of(attributes: dict[str, Any]) -> tuple[int, int]:
@@ -31,20 +51,25 @@ def _int(value: Any) -> int:
 
 def error_text(span: TreeSpan) -> str:
     """``Type: message`` of the span's exception, else its status message."""
-    for event in span.events:
+    return exception_text(span.events, span.record.status_message)
+
+
+def exception_text(events: Iterable[EventRecord], status_message: str) -> str:
+    """``Type: message`` of the first exception among ``events``, else ``status_message``."""
+    for event in events:
         if event.name == keys.EXCEPTION_EVENT:
             kind = event.attributes.get(keys.EXCEPTION_TYPE) or "error"
             message = event.attributes.get(keys.EXCEPTION_MESSAGE)
             return f"{kind}: {message}" if message else str(kind)
-    return span.record.status_message
+    return status_message
 
 
-def is_snapshot(span: TreeSpan) -> bool:
+def is_snapshot(span: Named) -> bool:
     """A stall snapshot or a blocked-loop record (shown with its call graph or stack)."""
     return span.name in (keys.STALL_SPAN_NAME, keys.LOOP_BLOCKED_SPAN_NAME)
 
 
-def snapshot_text(span: TreeSpan) -> tuple[str, list[str]]:
+def snapshot_text(span: Named) -> tuple[str, list[str]]:
     """The headline of a snapshot and the lines of its call graph or stack."""
     attributes = span.attributes
     if span.name == keys.LOOP_BLOCKED_SPAN_NAME:

@@ -20,7 +20,15 @@ from viewer import keys
 from viewer.format import duration
 from viewer.summary import STATUS_STYLE
 
-__all__ = ["LiveModel", "LiveRun", "LiveSpan", "event_line", "render_live"]
+__all__ = [
+    "LiveModel",
+    "LiveRun",
+    "LiveSpan",
+    "event_line",
+    "render_live",
+    "runs_table",
+    "status_bar",
+]
 
 _RECENT: Final = 6  # finished spans kept per run for the view
 _MAX_OPEN_SHOWN: Final = 12
@@ -176,6 +184,15 @@ def render_live(
 ) -> RenderableType:
     """Active runs first (newest first), each with its open spans and elapsed times, then the
     runs that ended most recently, and a bottom bar with the counts (and spans/s when given)."""
+    table, hidden = runs_table(model, now_ns, max_runs=max_runs)
+    bar = status_bar(model.counts(), rate=rate)
+    if hidden > 0:
+        bar.append(f" · {hidden} more runs not shown", style="dim")
+    return Group(table, bar)
+
+
+def runs_table(model: LiveModel, now_ns: int, *, max_runs: int = 20) -> tuple[Table, int]:
+    """The runs of :func:`render_live` without the bar, and how many did not fit."""
     active = [r for r in model.runs.values() if r.end_ns is None]
     ended = [r for r in model.runs.values() if r.end_ns is not None]
     active.sort(key=lambda r: r.start_ns, reverse=True)
@@ -187,7 +204,11 @@ def render_live(
     table.add_column("note", overflow="fold", ratio=1)
     for run in shown:
         _run_rows(table, run, now_ns)
-    counts = model.counts()
+    return table, len(model.runs) - len(shown)
+
+
+def status_bar(counts: dict[str, int], *, rate: float | None = None) -> Text:
+    """``running N · waiting N · done N · failed N`` (and spans/s when given)."""
     bar = Text(
         f"running {counts['running']} · waiting {counts['waiting']} · done {counts['done']} · "
         f"failed {counts['failed']}",
@@ -195,10 +216,7 @@ def render_live(
     )
     if rate is not None:
         bar.append(f" · {rate:,.0f} spans/s", style="dim")
-    hidden = len(model.runs) - len(shown)
-    if hidden > 0:
-        bar.append(f" · {hidden} more runs not shown", style="dim")
-    return Group(table, bar)
+    return bar
 
 
 def _run_rows(table: Table, run: LiveRun, now_ns: int) -> None:

@@ -125,32 +125,37 @@ def _record(
         parent_id = normalize_id(attributes.pop(PENDING_PARENT, None), 8)
         end = start
     status = span.status
+    events = span.events
+    links = span.links
+    # positional: this runs once per span read, and keyword calls cost more
     return SpanRecord(
-        trace_id=trace_id,
-        span_id=span_id,
-        parent_id=parent_id,
-        name=span.name or "",
-        start_ns=start,
-        end_ns=max(end, start),
-        attributes=attributes,
-        status=status_number(status.code) if status else 0,
-        status_message=(status.message or "") if status else "",
-        kind=kind_number(span.kind),
-        events=[_event(event) for event in span.events or ()],
-        links=[
+        trace_id,
+        span_id,
+        parent_id,
+        span.name or "",
+        start,
+        max(end, start),
+        attributes,
+        status_number(status.code) if status else 0,
+        (status.message or "") if status else "",
+        kind_number(span.kind),
+        [_event(event) for event in events] if events else [],
+        [
             {
                 "trace_id": normalize_id(link.traceId, 16),
                 "span_id": normalize_id(link.spanId, 8),
                 "attributes": attribute_dict(link.attributes),
             }
-            for link in span.links or ()
-        ],
-        pending=pending,
-        resource=resource,
-        scope=scope,
-        source=source,
-        trace_state=span.traceState or "",
-        flags=span.flags or 0,
+            for link in links
+        ]
+        if links
+        else [],
+        pending,
+        resource,
+        scope,
+        source,
+        span.traceState or "",
+        span.flags or 0,
     )
 
 

@@ -42,6 +42,10 @@ _KIND_NAMES: Final = {
 }
 
 
+_IDS: dict[str, str | None] = {}  # recent ids, checked: a trace's id comes once per span
+_IDS_MAX: Final = 8192
+
+
 def normalize_id(value: str | None, size: int) -> str | None:
     """Lowercase hex of a ``size``-byte id, or None when ``value`` is empty, zero or unreadable.
 
@@ -51,13 +55,12 @@ def normalize_id(value: str | None, size: int) -> str | None:
     if not value:
         return None
     if len(value) == size * 2:
-        try:
-            raw = bytes.fromhex(value)  # in C: the fast check that every character is hex
-        except ValueError:
-            return None
-        if len(raw) != size or not any(raw):  # fromhex skips spaces; an all-zero id is none
-            return None
-        return value if value.islower() else value.lower()
+        if value in _IDS:
+            return _IDS[value]
+        if len(_IDS) >= _IDS_MAX:
+            _IDS.clear()
+        normal = _IDS[value] = _hex_id(value, size)
+        return normal
     try:
         raw = base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
@@ -65,6 +68,16 @@ def normalize_id(value: str | None, size: int) -> str | None:
     if len(raw) != size or not any(raw):
         return None
     return raw.hex()
+
+
+def _hex_id(value: str, size: int) -> str | None:
+    try:
+        raw = bytes.fromhex(value)  # in C: the fast check that every character is hex
+    except ValueError:
+        return None
+    if len(raw) != size or not any(raw):  # fromhex skips spaces; an all-zero id is none
+        return None
+    return value if value.islower() else value.lower()
 
 
 def status_number(code: int | str | None) -> int:

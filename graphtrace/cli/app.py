@@ -71,10 +71,14 @@ def error_boundary(fn: F) -> F:
 
 # The commands register themselves on `app` when imported.
 from graphtrace.cli import (  # noqa: E402, F401
+    answer_cmd,
     export_cmd,
+    gates_cmd,
     graph_cmd,
     ls_cmd,
+    push_cmd,
     replay_cmd,
     run_cmd,
     show_cmd,
+    tail_cmd,
 )

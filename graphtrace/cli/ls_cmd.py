@@ -10,6 +10,7 @@ import typer
 from exporters.reading.source import STATUSES
 from graphtrace.cli.app import DEFAULT_DIR, DebugOption, TraceDirOption, app, error_boundary
 from graphtrace.cli.errors import CLIError
+from graphtrace.cli.gates_cmd import print_waiting_gates
 from graphtrace.cli.trace_inputs import FileOption, open_traces, piped_output, view_console
 from viewer.runlist import runs_json, runs_table
 
@@ -33,6 +34,10 @@ def ls_command(
     limit: Annotated[
         int, typer.Option("--limit", "-n", min=0, help="At most this many runs; 0 for all.")
     ] = 50,
+    waiting: Annotated[
+        bool,
+        typer.Option("--waiting", help="The gates waiting for an answer instead (as `gates`)."),
+    ] = False,
     files: FileOption = None,
     trace_dir: TraceDirOption = DEFAULT_DIR,
     debug: DebugOption = False,
@@ -46,7 +51,14 @@ def ls_command(
       graphtrace ls --limit 10
 
       graphtrace ls --status failed,timed_out --json
+
+      graphtrace ls --waiting
     """
+    if waiting:
+        if files:
+            raise CLIError("--waiting reads the trace dir (its live processes), not --file")
+        print_waiting_gates(trace_dir, as_json=as_json)
+        return
     wanted = _statuses(status)
     with open_traces(trace_dir, files) as source:
         runs = source.runs(statuses=wanted, limit=limit or None)

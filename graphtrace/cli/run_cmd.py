@@ -5,28 +5,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import shlex
 import signal
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from prompt_toolkit import PromptSession
+from prompt_toolkit.patch_stdout import patch_stdout
 from rich.console import Console
 from rich.live import Live
 from rich.markup import escape
 
+from exporters.forwarding.endpoint import EndpointError
 from graphtrace.cli.app import DEFAULT_DIR, DebugOption, TraceDirOption, app, error_boundary
 from graphtrace.cli.errors import CLIError
 from graphtrace.cli.run_view import RunTally, live_view, print_summary, run_line
 from graphtrace.cli.target import load_graph, parse_inputs
-from graphtrace.errors import GateError, GateRefused, InputError
+from graphtrace.errors import GateRefused, InputError
 from graphtrace.gates import PendingGate
 from graphtrace.graph import Graph
 from graphtrace.lm.fake import FakeLM
 from graphtrace.lm.protocol import LM
 from graphtrace.lm.specs import lm_from_spec
 from graphtrace.pool import RunPool
-from tracing.setup import configure
+from tracing.setup import configure, default_trace_dir
 
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
@@ -74,6 +78,16 @@ def run_command(
         ),
     ] = "fake",
     seed: Annotated[int, typer.Option("--seed", help="FakeLM seed of the first run.")] = 0,
+    otlp_endpoint: Annotated[
+        str | None,
+        typer.Option(
+            "--otlp-endpoint",
+            help="Also forward the spans over OTLP/HTTP to this collector or backend "
+            "(http://host:4318, or the full /v1/traces URL); default "
+            "OTEL_EXPORTER_OTLP_ENDPOINT. The trace files get every span regardless.",
+            show_default=False,
+        ),
+    ] = None,
     trace_dir: TraceDirOption = DEFAULT_DIR,
     debug: DebugOption = False,
 ) -> None:
@@ -82,6 +96,10 @@ def run_command(
     In a terminal a live view shows the runs by state, throughput, p50/p95 run time, waiting
     gates and the latest failures; elsewhere each finished run is one line. Ctrl-C cancels every
     run, closes its spans as cancelled and exits 130.
+
+    Gates: in a terminal you are asked inline, one gate at a time; without one, each waiting gate
+    is announced once with the `graphtrace answer` command that answers it. Either way `graphtrace
+    answer` and `tail` can answer from another terminal; --auto-answer takes every default.
 
     Examples:
 
@@ -94,7 +112,10 @@ def run_command(
     if inputs_file is not None and runs != 1:
         raise CLIError("--runs and --inputs do not mix: --inputs makes one run per line")
     jobs = list(_jobs(graph, base_inputs, inputs_file, runs))
-    tracing = configure(trace_dir)
+    try:
+        tracing = configure(trace_dir, otlp_endpoint=otlp_endpoint)
+    except EndpointError as exc:
+        raise CLIError(str(exc)) from None
     console = Console(highlight=False, soft_wrap=True)
     try:
         lm = lm_from_spec(lm_spec, seed=seed)
@@ -104,17 +125,21 @@ def run_command(
     tally = RunTally()
     code = 0
     try:
-        asyncio.run(_run_all(graph, jobs, settings, tally, console))
+        asyncio.run(_run_all(graph, jobs, settings, tally, console, tracing.trace_dir))
     except KeyboardInterrupt:
         code = EXIT_INTERRUPTED
     except _Terminated:
         code = EXIT_TERMINATED
+    forwarded = tracing.finish_forwarding()  # first: what it lost is written to the file
     tracing.flush()
     files = tracing.files
     where = str(files[-1] if files else tracing.trace_dir)
     if len(files) > 1:
         where += f" (+{len(files) - 1} more)"
     print_summary(console, tally, where, tracing.lost_spans)
+    for report in forwarded:
+        style = "red" if report.lost else "dim"
+        console.print(f"[{style}]{escape(report.summary(tracing.trace_dir))}[/]")
     if code:
         console.print("[yellow]interrupted[/]: every run still going was cancelled")
         raise typer.Exit(code)
@@ -190,15 +215,21 @@ class _Terminated(Exception):
 
 
 async def _run_all(
-    graph: Graph, jobs: list[_Job], settings: _Settings, tally: RunTally, console: Console
+    graph: Graph,
+    jobs: list[_Job],
+    settings: _Settings,
+    tally: RunTally,
+    console: Console,
+    trace_dir: Path,
 ) -> None:
     interactive = console.is_terminal
-    asker = _GateAsker(console) if interactive and not settings.auto_answer else None
+    asker = _GateAsker(console, trace_dir) if interactive and not settings.auto_answer else None
     on_gate = None
     if asker is not None:
         on_gate = asker.ask
     elif not settings.auto_answer:
-        on_gate = _refuse_without_terminal
+        # no terminal to ask in: the gates wait for `graphtrace answer` or `tail`
+        on_gate = _Announcer(console, trace_dir).announce
     pool = RunPool(
         lm=settings.lm,
         max_runs=settings.max_runs,
@@ -286,24 +317,45 @@ async def _on_sigterm() -> AsyncIterator[None]:
         loop.remove_signal_handler(signal.SIGTERM)
 
 
-def _refuse_without_terminal(gate: PendingGate) -> None:
-    gate.abandon(
-        GateError(
-            f"gate {gate.gate_id} of run {gate.run_id} needs an answer and no terminal is "
-            f"attached: run in a terminal or pass --auto-answer",
-            node=gate.node,
+def answer_command(gate: PendingGate, trace_dir: Path) -> str:
+    """The shell command that answers ``gate`` from elsewhere (``VALUE`` left to fill in)."""
+    command = f"graphtrace answer {gate.run_id} {shlex.quote(gate.gate_id)} VALUE"
+    if trace_dir.resolve() != default_trace_dir().resolve():
+        command += f" --trace-dir {shlex.quote(str(trace_dir))}"
+    return command
+
+
+class _Announcer:
+    """Without a terminal: say once per gate how to answer it from another process."""
+
+    def __init__(self, console: Console, trace_dir: Path) -> None:
+        self.console = console
+        self.trace_dir = trace_dir
+
+    def announce(self, gate: PendingGate) -> None:
+        self.console.print(
+            escape(
+                f"run {gate.run_id} waits at gate {gate.gate_id}: answer it with  "
+                f"{answer_command(gate, self.trace_dir)}"
+            )
         )
-    )
 
 
 class _GateAsker:
-    """Asks the person at the terminal, one gate at a time, pausing the live view meanwhile."""
+    """Asks the person at the terminal, one gate at a time, pausing the live view meanwhile.
 
-    def __init__(self, console: Console) -> None:
+    The prompt is prompt_toolkit's, on the event loop (no thread stuck in ``input()``), so a
+    gate answered elsewhere (``graphtrace answer``, ``tail``, its timeout) takes its prompt
+    away at once.
+    """
+
+    def __init__(self, console: Console, trace_dir: Path) -> None:
         self.console = console
+        self.trace_dir = trace_dir
         self.live: Live | None = None
         self._queue: asyncio.Queue[PendingGate] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self._session: PromptSession[str] | None = None
 
     def ask(self, gate: PendingGate) -> None:
         self._queue.put_nowait(gate)
@@ -317,17 +369,28 @@ class _GateAsker:
                 continue
             if self.live is not None:
                 self.live.stop()
+                _forget_drawing(self.live)
             try:
                 await self._ask_one(gate)
+                while not self._queue.empty():  # gates that queued meanwhile: ask on
+                    gate = self._queue.get_nowait()
+                    if not gate.answered:
+                        await self._ask_one(gate)
             finally:
                 if self.live is not None:
-                    self.live.start()
+                    self.live.start(refresh=True)
 
     async def _ask_one(self, gate: PendingGate) -> None:
+        if self._session is None:
+            self._session = PromptSession()
+        session = self._session
         default = gate.gate.default if gate.gate.has_default else None
         hint = gate.expected_type + (f", Enter for {default!r}" if gate.gate.has_default else "")
+        message = f"[{gate.run_id}] {gate.prompt} ({hint}) > "
         while not gate.answered:
-            raw = await asyncio.to_thread(input, f"[{gate.run_id}] {gate.prompt} ({hint}) > ")
+            raw = await self._prompt(session, message, gate)
+            if raw is None:  # answered elsewhere, or the person declined to answer here
+                return
             value: Any = default if (not raw.strip() and gate.gate.has_default) else _parse(raw)
             try:
                 gate.answer(value, by="prompt")
@@ -335,11 +398,61 @@ class _GateAsker:
                 if not gate.answered:
                     self.console.print(f"[red]refused:[/] {escape(str(exc))}")
 
+    async def _prompt(
+        self, session: PromptSession[str], message: str, gate: PendingGate
+    ) -> str | None:
+        """A line typed for ``gate``, or None once the gate stops waiting or input ends."""
+        with patch_stdout(raw=True):
+            typed = asyncio.ensure_future(session.prompt_async(message))
+            settled = asyncio.ensure_future(gate.settled())
+            try:
+                await asyncio.wait({typed, settled}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in (typed, settled):
+                    task.cancel()
+                # both end before the terminal is handed back (cancelling only asks)
+                await asyncio.gather(typed, settled, return_exceptions=True)
+        if not typed.cancelled() and typed.exception() is None:
+            return typed.result()
+        if gate.answered:
+            by = gate.answered_by or "elsewhere"
+            self.console.print(
+                f"[dim]{escape(gate.gate_id)} of run {gate.run_id} was answered ({by})[/]"
+            )
+            return None
+        error = typed.exception() if not typed.cancelled() else None
+        if isinstance(error, KeyboardInterrupt):
+            # the terminal is raw while prompting, so Ctrl-C arrives as a key: turn it back
+            # into the signal, which cancels every run like Ctrl-C elsewhere
+            signal.raise_signal(signal.SIGINT)
+            return None
+        if isinstance(error, EOFError):
+            self.console.print(
+                f"not answered here; answer it with  {escape(answer_command(gate, self.trace_dir))}"
+            )
+            return None
+        if error is not None:
+            raise error
+        return None
+
     async def close(self) -> None:
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+
+
+def _forget_drawing(live: Live) -> None:
+    """Make a stopped Live draw afresh below what was printed since, not over it.
+
+    A Live remembers how tall its last drawing was and, on its next one, moves up that many
+    lines and erases them, taking them for its own; a transient Live's ``stop()`` has already
+    erased them, so after a prompt it would erase the prompt lines instead. Rich has no public
+    way to say so; its render's ``_shape`` is what it remembers.
+    """
+    render = getattr(live, "_live_render", None)
+    if render is not None and hasattr(render, "_shape"):
+        render._shape = None
 
 
 def _parse(raw: str) -> Any:
