@@ -30,6 +30,20 @@ class TraceDir:
         return [s for s in self.finished() if s["name"] == name]
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _no_ambient_forwarding() -> Iterator[None]:
+    """A developer's shell may point OTLP at a real backend: the suite must not send it spans."""
+    import os
+
+    saved = {
+        key: os.environ.pop(key)
+        for key in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        if key in os.environ
+    }
+    yield
+    os.environ.update(saved)
+
+
 @pytest.fixture
 def traces(tmp_path: Path) -> Iterator[TraceDir]:
     td = TraceDir(tmp_path / "traces")
