@@ -136,3 +136,47 @@ def test_interrupt_cancels_runs_and_flushes(tmp_path: Path, sig: int, code: int)
     assert {attributes(r)["graphtrace.run.status"] for r in roots} == {"cancelled"}
     deps = [s for s in finished if s["name"] == "dep wait_long"]
     assert len(deps) == 3 and all(d["status"] == {"code": 2, "message": "cancelled"} for d in deps)
+
+
+STUCK_GRAPH = """
+import asyncio
+from typing import Annotated
+from graphtrace import Dep, Graph, Node
+
+async def waits_forever() -> int:
+    await asyncio.Event().wait()
+    return 1
+
+class Stuck(Node):
+    value: Annotated[int, Dep(waits_forever)]
+    async def __call__(self) -> None: ...
+
+graph = Graph(start=Stuck)
+"""
+
+
+def test_stall_after_flag_writes_stall_snapshots(tmp_path: Path) -> None:
+    (tmp_path / "stuck.py").write_text(STUCK_GRAPH)
+    out = graphtrace(
+        "run",
+        "stuck.py:graph",
+        "--stall-after",
+        "0.2",
+        "--timeout",
+        "1",
+        "--trace-dir",
+        "tr",
+        cwd=tmp_path,
+    )
+    assert out.returncode == 1
+    spans = read_spans(tmp_path / "tr")
+    by_id = {s["spanId"]: s for s in spans}
+    stalls = [s for s in spans if s["name"] == "stall"]
+    assert stalls, "no stall record for a dep open for a second with --stall-after 0.2"
+    # one threshold for every kind: the dep and the node around it both stall
+    assert {by_id[s["parentSpanId"]]["name"] for s in stalls} == {"dep waits_forever", "node Stuck"}
+    assert all("waits_forever" in attributes(s)["graphtrace.stall.call_graph"] for s in stalls)
+    bad = graphtrace(
+        "run", "stuck.py:graph", "--stall-after", "0", "--trace-dir", "tr", cwd=tmp_path
+    )
+    assert bad.returncode == 2 and "--stall-after" in bad.stderr

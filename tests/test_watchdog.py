@@ -434,3 +434,32 @@ def test_a_bad_environment_value_is_refused_by_name(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv(STALL_AFTER_ENV, "soon")
     with pytest.raises(ValueError, match=STALL_AFTER_ENV):
         configure(Path("unused"), stall_after=None)
+
+
+# -- the open-span bookkeeping ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("portable", [False, True], ids=["span fields", "public properties"])
+def test_open_spans_are_tracked_per_loop_with_their_task(portable: bool) -> None:
+    from tracing.open_spans import OpenSpans, PortableOpenSpans
+    from tracing.provider import LeanTracerProvider
+
+    tracker = PortableOpenSpans() if portable else OpenSpans()
+    provider = LeanTracerProvider()
+    provider.add_span_processor(tracker)
+    tracer = provider.get_tracer("graphtrace")
+    tracer.start_span("node Outside").end()  # no running loop: not tracked (no task)
+
+    async def main() -> None:
+        node = tracer.start_span("node Triage")
+        other = tracer.start_span("some.other.span")  # not graphtrace's: not tracked
+        (state,) = tracker.loops()
+        assert state.loop is asyncio.get_running_loop()
+        (entry,) = state.open["node"].values()
+        assert entry[0] is node and entry[1] is asyncio.current_task()
+        assert sum(len(spans) for spans in state.open.values()) == 1
+        node.end()
+        other.end()
+        assert all(not spans for spans in state.open.values())
+
+    asyncio.run(main())

@@ -16,6 +16,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 from typing import Any
 
 from opentelemetry.context import Context
@@ -71,22 +72,34 @@ class LiveSpanProcessor(SpanProcessor):
             self._back_pressure()
 
     def write(self, record: ReadableSpan) -> None:
-        """Append a record that is not a span's end (a stall snapshot) to the file now.
+        """Append a record that is not a span's end to the file now (see :meth:`write_many`)."""
+        self.write_many([record])
+
+    def write_many(self, records: Sequence[ReadableSpan]) -> None:
+        """Append records that are not a span's end (stall snapshots) to the file now.
 
         Encoded and written on the calling thread (the watchdog's, never the loop's), ahead of
         whatever is queued: a snapshot matters while the run is stuck, and a writer that is
-        behind a busy loop would hold it back by as much. The file writer's lock keeps lines
-        whole; a record the disk refuses is counted in ``lost``, as queued spans are.
+        behind a busy loop would hold it back by as much. One write for all of them, as each
+        write gives the GIL away. The file writer's lock keeps lines whole; records the disk
+        refuses are counted in ``lost``, as queued spans are.
         """
+        if not records:
+            return
         if self._closed:
-            self.lost += 1
+            self.lost += len(records)
             return
         try:
-            self.writer.write_lines([encode_batch([record])])
-            self.written += 1
+            self.writer.write_lines(
+                [
+                    encode_batch(records[i : i + _LINE_SPANS])
+                    for i in range(0, len(records), _LINE_SPANS)
+                ]
+            )
+            self.written += len(records)
         except Exception as exc:
-            self.lost += 1
-            self._log_once(f"graphtrace: could not write a record to {self.writer.path}: {exc}")
+            self.lost += len(records)
+            self._log_once(f"graphtrace: could not write records to {self.writer.path}: {exc}")
 
     def _back_pressure(self) -> None:
         """Wait for the writer to catch up; if it cannot (it died), count the spans as lost."""

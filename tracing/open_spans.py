@@ -26,6 +26,7 @@ from typing import Any
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.trace import SpanContext
 
 from tracing import names
 
@@ -176,8 +177,17 @@ class OpenSpans(SpanProcessor):
             self._only = state if len(self._loops) == 1 else None
         return state
 
+    @classmethod
+    def create(cls) -> OpenSpans:
+        """The processor for this SDK: reading span fields directly where they are there."""
+        return cls() if SPAN_FIELDS else PortableOpenSpans()
+
+    # The two methods below run for every span: they read ReadableSpan's fields (_name,
+    # _context, _start_time) rather than its properties, a third of their cost on 3.11, as the
+    # encoder does; PortableOpenSpans is the same through the public properties.
+
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        name = span.name
+        name = span._name
         kind = _KIND_OF.get(name)
         if kind is None:
             kind = kind_of(name)
@@ -189,21 +199,29 @@ class OpenSpans(SpanProcessor):
         state = self._last
         if loop is not self._last_loop or state is None:
             state = self._state(loop)
-        # context[1] is the span id: SpanContext is a tuple, and indexing skips a property call
-        span_id: int = span.context[1]  # type: ignore[index]
-        state.open[kind][span_id] = (span, _current_task(loop), span.start_time or 0)
+        context: Any = span._context  # a tuple: [1] is the span id
+        start: int = span._start_time  # type: ignore[assignment]  # set before on_start
+        state.open[kind][context[1]] = (span, _current_task(loop), start)
 
     def on_end(self, span: ReadableSpan) -> None:
-        kind = _KIND_OF.get(span.name)
+        kind = _KIND_OF.get(span._name)
         if not kind:
             return
+        state = self._only
+        if state is not None:  # the usual case, inline: a call is a tenth of this method's cost
+            span_id = span._context[1]  # type: ignore[index]
+            if state.open[kind].pop(span_id, None) is None and state.stalled:
+                state.stalled.pop(span_id, None)
+        else:
+            self._ended(kind, span._context[1])  # type: ignore[index]
+
+    def _ended(self, kind: str, span_id: int) -> None:
         state = self._only
         if state is None:
             loop = _get_running_loop()
             state = self._loops.get(loop) if loop is not None else None  # type: ignore[arg-type]
             if state is None:
                 return  # ended off its loop: the watchdog drops it when it finds it ended
-        span_id = span.context[1]  # type: ignore[index]  # the span id; set on every span
         if state.open[kind].pop(span_id, None) is None and state.stalled:
             state.stalled.pop(span_id, None)
 
@@ -214,3 +232,34 @@ class OpenSpans(SpanProcessor):
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         return True
+
+
+class PortableOpenSpans(OpenSpans):
+    """:class:`OpenSpans` through ReadableSpan's public properties, for an SDK whose spans do
+    not keep the fields the fast path reads."""
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        kind = kind_of(span.name)
+        loop = _get_running_loop()
+        if kind and loop is not None and span.context is not None:
+            state = self._state(loop)
+            start = span.start_time or 0
+            state.open[kind][span.context.span_id] = (span, _current_task(loop), start)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        kind = kind_of(span.name)
+        if kind and span.context is not None:
+            self._ended(kind, span.context.span_id)
+
+
+def _span_fields_present() -> bool:
+    """Whether this SDK's spans keep the fields OpenSpans reads (checked once, at import)."""
+    try:
+        probe = ReadableSpan("probe", context=SpanContext(1, 2, is_remote=False), start_time=3)
+        fields: tuple[Any, ...] = (probe._name, probe._context, probe._start_time)
+        return fields == ("probe", probe.context, 3) and fields[1][1] == 2
+    except Exception:
+        return False
+
+
+SPAN_FIELDS = _span_fields_present()

@@ -187,7 +187,7 @@ def configure(
         watchdog = None
         targets: tuple[SpanProcessor, ...] = (live, *forwarders)
         if policy.enabled:
-            open_spans = OpenSpans()
+            open_spans = OpenSpans.create()
             watchdog = Watchdog(policy, open_spans, live, forwarders, provider.resource)
             targets += (open_spans,)
         _router.targets = targets

@@ -8,7 +8,7 @@ threshold, at most 0.05 s):
   ``stall`` record: a zero-length span under it with the async call graph of the task that
   opened it (:mod:`tracing.callgraph`), as text and as JSON. Snapshots repeat at 2×, 4×, 8×… the
   threshold while the span stays open, so a long stall shows how it evolves. Gates wait for a
-  person by design and are never stalls.
+  person by design and are never stalls; nor is a node while its run waits at a gate.
 - **A blocked loop.** The thread sends each watched loop a heartbeat (``call_soon_threadsafe``);
   a heartbeat not answered within ``loop`` seconds (default 1) means a sync call holds the loop.
   The thread takes the loop thread's Python stack (``sys._current_frames``) and writes, at once,
@@ -16,6 +16,12 @@ threshold, at most 0.05 s):
   task that holds the loop, it links to every run open on the loop. When the heartbeat comes
   back, the final ``loop.blocked`` span is written, from the unanswered heartbeat to the answer:
   its duration (and ``graphtrace.loop.blocked_s``) is how long the loop was blocked, at least.
+  A loop too busy to answer within the threshold (one pass over its ready callbacks taking
+  that long) is reported the same way: to the runs on it, it is the same thing.
+
+Records are appended to the trace file by the watchdog thread itself
+(:meth:`LiveSpanProcessor.write_many`), ahead of the spans the writer thread has queued, and
+handed to the OTLP forwarders; pending records stay in the file, as for every span.
 
 Stalls are looked for on the thread, not on the loop: a loop busy with thousands of runs (or
 blocked) would delay the snapshot by as long as it is busy. Reading a suspended task's coroutine
@@ -287,6 +293,7 @@ class Watchdog:
         self.failures = 0
         self.stalls = 0  # stall records written
         self.blocks = 0  # loop.blocked records written
+        self.ticks = 0  # times the thread woke to look (what the watchdog costs is per tick)
         self._thresholds = dict(policy.thresholds)
         self._beats: dict[LoopSpans, _Heartbeat] = {}
         self._stop = threading.Event()
@@ -312,17 +319,19 @@ class Watchdog:
         if self.failures == 1:
             log.error("graphtrace: the stall watchdog failed; it goes on", exc_info=exc)
 
-    def _emit(self, record: ReadableSpan) -> None:
-        """A finished record: to the trace file at once, and to the OTLP forwarders."""
-        self.live.write(record)
+    def _emit(self, records: Sequence[ReadableSpan]) -> None:
+        """Finished records: to the trace file at once, and to the OTLP forwarders."""
+        self.live.write_many(records)
         for forwarder in self.forwarders:
-            forwarder.on_end(record)
+            for record in records:
+                forwarder.on_end(record)
 
     # -- the thread ---------------------------------------------------------------------------
 
     def _run(self) -> None:
         tick = self.policy.tick
         while not self._stop.wait(tick):
+            self.ticks += 1
             for state in self.spans.loops():
                 try:
                     if self._check(state, time.monotonic()) and self._thresholds:
@@ -385,8 +394,13 @@ class Watchdog:
         if due:
             index = AwaitIndex(state.loop) if not hasattr(asyncio, "capture_call_graph") else None
             labels = _labels(state.snapshot())
-            for entry in due:
-                self._snapshot(entry, now, index, labels)
+            records = []
+            try:
+                for entry in due:
+                    records.append(self._snapshot(entry, now, index, labels))
+            finally:  # what was taken before a failure is written all the same
+                self._emit(records)
+                self.stalls += len(records)
 
     def _due(self, state: LoopSpans, now: float) -> list[OpenSpan]:
         """Spans due for a snapshot at ``now`` (``time.time()``); first-time ones leave their
@@ -431,7 +445,8 @@ class Watchdog:
 
     def _snapshot(
         self, entry: OpenSpan, now: float, index: AwaitIndex | None, labels: dict[int, str]
-    ) -> None:
+    ) -> ReadableSpan:
+        """The ``stall`` record of ``entry`` now; when the next one is due."""
         threshold = self._thresholds[entry.kind]
         entry.snapshots += 1
         factor = 2.0**entry.snapshots
@@ -459,7 +474,7 @@ class Watchdog:
             del graph  # it holds frames
         stalled = entry.span.get_span_context()
         at = time.time_ns()
-        record = _record(
+        return _record(
             names.STALL_SPAN_NAME,
             _context(stalled.trace_id, _new_id(64)),
             stalled,
@@ -468,8 +483,6 @@ class Watchdog:
             attributes,
             getattr(entry.span, "resource", None) or self.resource,
         )
-        self._emit(record)
-        self.stalls += 1
 
     # -- a blocked loop: found on the thread, closed on the loop -------------------------------
 
@@ -526,15 +539,14 @@ class Watchdog:
     def _recovered(self, blocked: _Blocked, answered_at: float) -> None:
         attributes = dict(blocked.attributes)
         attributes[names.LOOP_BLOCKED_S] = round(answered_at - blocked.since, 3)
-        self._emit(
-            _record(
-                names.LOOP_BLOCKED_SPAN_NAME,
-                blocked.context,
-                blocked.parent,
-                blocked.since_ns,
-                _epoch_ns(answered_at),
-                attributes,
-                blocked.resource,
-                blocked.links,
-            )
+        record = _record(
+            names.LOOP_BLOCKED_SPAN_NAME,
+            blocked.context,
+            blocked.parent,
+            blocked.since_ns,
+            _epoch_ns(answered_at),
+            attributes,
+            blocked.resource,
+            blocked.links,
         )
+        self._emit([record])

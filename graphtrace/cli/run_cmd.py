@@ -88,6 +88,16 @@ def run_command(
             show_default=False,
         ),
     ] = None,
+    stall_after: Annotated[
+        float | None,
+        typer.Option(
+            "--stall-after",
+            min=0.001,
+            help="Seconds a node, dep or LLM call may stay open before its stall snapshot (the "
+            "task's async call graph) is written; default GRAPHTRACE_STALL_AFTER, else per kind.",
+            show_default=False,
+        ),
+    ] = None,
     trace_dir: TraceDirOption = DEFAULT_DIR,
     debug: DebugOption = False,
 ) -> None:
@@ -113,8 +123,8 @@ def run_command(
         raise CLIError("--runs and --inputs do not mix: --inputs makes one run per line")
     jobs = list(_jobs(graph, base_inputs, inputs_file, runs))
     try:
-        tracing = configure(trace_dir, otlp_endpoint=otlp_endpoint)
-    except EndpointError as exc:
+        tracing = configure(trace_dir, otlp_endpoint=otlp_endpoint, stall_after=stall_after)
+    except (EndpointError, ValueError) as exc:
         raise CLIError(str(exc)) from None
     console = Console(highlight=False, soft_wrap=True)
     try:
