@@ -287,13 +287,11 @@ def test_repr() -> None:
     )
 
 
-def test_injected_failures_recover_when_the_same_prompt_is_retried() -> None:
-    from graphtrace.lm.protocol import Message
-
-    lm = FakeLM(seed=3, failure_rate=0.5)
+def _attempts_until_success(lm: FakeLM, prompts: int) -> list[int]:
+    """For each prompt, how many times it is asked (same messages) before it is answered."""
     schema = {"type": "object", "properties": {"x": {"type": "integer"}}, "required": ["x"]}
-    outcomes = []
-    for n in range(40):
+    counts = []
+    for n in range(prompts):
         messages = [Message("user", f"prompt {n}")]
         attempts = 0
         while True:
@@ -303,19 +301,12 @@ def test_injected_failures_recover_when_the_same_prompt_is_retried() -> None:
                 break
             except LMError:
                 assert attempts < 30, "a failed prompt never recovered"
-        outcomes.append(attempts)
+        counts.append(attempts)
+    return counts
+
+
+def test_injected_failures_recover_when_the_same_prompt_is_retried() -> None:
+    outcomes = _attempts_until_success(FakeLM(seed=3, failure_rate=0.5), 40)
     assert max(outcomes) > 1, "with failure_rate=0.5 some prompt must fail at least once"
-    again = FakeLM(seed=3, failure_rate=0.5)
-    replay = []
-    for n in range(40):
-        messages = [Message("user", f"prompt {n}")]
-        attempts = 0
-        while True:
-            attempts += 1
-            try:
-                asyncio.run(again.complete(messages, schema))
-                break
-            except LMError:
-                pass
-        replay.append(attempts)
+    replay = _attempts_until_success(FakeLM(seed=3, failure_rate=0.5), 40)
     assert replay == outcomes, "the retry pattern is deterministic for a seed"
