@@ -13,7 +13,6 @@ after their end) up to :data:`REMEMBER_FINISHED`.
 
 from __future__ import annotations
 
-import json
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -341,28 +340,9 @@ class TailState:
 
 
 def _gate(run: LiveRun, span: LiveSpan) -> WaitingGate:
-    attributes = span.attributes
-    socket = attributes.get(keys.GATE_SOCKET)
-    return WaitingGate(
-        run_id=run.run_id,
-        trace_id=run.trace_id,
-        graph=run.graph,
-        gate_id=str(attributes.get(keys.GATE_ID) or span.name.removeprefix("gate ")),
-        prompt=str(attributes.get(keys.GATE_PROMPT) or ""),
-        schema=_schema(attributes.get(keys.GATE_SCHEMA)),
-        socket=Path(socket) if isinstance(socket, str) and socket else None,
-        started_ns=span.start_ns,
+    return WaitingGate.from_pending(
+        run.run_id, run.trace_id, run.graph, span.name, span.start_ns, span.attributes
     )
-
-
-def _schema(text: object) -> dict[str, Any] | None:
-    if not isinstance(text, str):
-        return None
-    try:
-        doc = json.loads(text)
-    except ValueError:
-        return None
-    return doc if isinstance(doc, dict) else None
 
 
 def _run_end(run: LiveRun, root: LiveSpan) -> TailEvent:
