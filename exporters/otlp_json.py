@@ -46,6 +46,13 @@ _INT64_MAX: Final = 2**63 - 1
 _KEY_CACHE: dict[str, str] = {}
 _KEY_CACHE_MAX: Final = 4096
 
+# Encoded `{"key":...,"value":{"stringValue":...}}` pairs of short string values. Most of a span's
+# string attributes repeat from span to span (the operation, provider, model, purpose, graph);
+# a unique value (a run id) costs one entry, and a full cache starts again.
+_PAIR_CACHE: dict[tuple[str, str], str] = {}
+_PAIR_CACHE_MAX: Final = 8192
+_PAIR_VALUE_MAX: Final = 64
+
 # Encoded resource and scope headers keyed by id(); an entry keeps its object alive so the id
 # cannot be reused by another object while the entry exists.
 _RESOURCE_HEADERS: dict[int, tuple[object, str, str]] = {}
@@ -185,12 +192,24 @@ def _attributes(attributes: Mapping[str, Any]) -> str:
     parts: list[str] = []
     append = parts.append
     key_cache = _KEY_CACHE
+    pair_cache = _PAIR_CACHE
     for key, value in attributes.items():
+        t = type(value)
+        # The common types are inlined; a call per attribute is a measurable share of the cost.
+        if t is str and len(value) <= _PAIR_VALUE_MAX:
+            pair = pair_cache.get((key, value))
+            if pair is None:
+                if len(pair_cache) >= _PAIR_CACHE_MAX:
+                    pair_cache.clear()
+                prefix = key_cache.get(key) or _key_prefix(key)
+                pair = pair_cache[(key, value)] = (
+                    f'{prefix}"stringValue":{encode_basestring(value)}}}}}'
+                )
+            append(pair)
+            continue
         prefix = key_cache.get(key)
         if prefix is None:
             prefix = _key_prefix(key)
-        t = type(value)
-        # The common types are inlined; a call per attribute is a measurable share of the cost.
         if t is str:
             append(f'{prefix}"stringValue":{encode_basestring(value)}}}}}')
         elif t is int and _INT64_MIN <= value <= _INT64_MAX:
@@ -440,26 +459,54 @@ def _cached_name(name: str) -> str:
 
 def _encode_started(item: Started) -> str:
     span = item.span
-    ctx = span.context
+    if _SDK_LAYOUT.get(type(span)) or _has_sdk_layout(type(span)):
+        ctx = span._context
+        name = span._name
+        kind = span._kind
+        start = span._start_time
+        parent = span._parent
+    else:
+        ctx = span.context
+        name = span.name
+        kind = span.kind
+        start = span.start_time
+        parent = span.parent
     if ctx is None:
-        raise ValueError(f"span {span.name!r} has no span context, hence no ids to encode")
-    return _encode_pending(
-        PendingSpan(
-            span.name,
-            ctx.trace_id,
-            ctx.span_id,
-            span.start_time or 0,
-            item.attributes,
-            span.kind.value + 1,
-            span.resource,
-            span.instrumentation_scope,
-            span.parent.span_id if span.parent is not None else None,
-        )
+        raise ValueError(f"span {name!r} has no span context, hence no ids to encode")
+    return _pending_record(
+        name,
+        ctx[0],
+        ctx[1],
+        start or 0,
+        item.attributes,
+        kind._value_ + 1,
+        parent[1] if parent is not None else None,
     )
 
 
 def _encode_pending(item: PendingSpan) -> str:
-    attributes, _ = _plain(item.attributes)
+    return _pending_record(
+        item.name,
+        item.trace_id,
+        item.span_id,
+        item.start_time,
+        item.attributes,
+        item.kind,
+        item.parent_span_id,
+    )
+
+
+def _pending_record(
+    name: str,
+    trace_id: int,
+    started_id: int,
+    start: int,
+    attributes: Mapping[str, AttributeValue],
+    kind: int,
+    parent_span_id: int | None,
+) -> str:
+    """A started span as a zero-length record (see :func:`encode_batch`)."""
+    attributes, _ = _plain(attributes)
     if attributes:
         if PENDING_ATTRIBUTE in attributes:
             # The key must not appear twice, and the pending marker must win.
@@ -468,25 +515,26 @@ def _encode_pending(item: PendingSpan) -> str:
         attrs = f"{body},{_PENDING_TAIL}" if body else _PENDING_TAIL
     else:
         attrs = _PENDING_TAIL
-    if item.parent_span_id:
+    if parent_span_id:
         # where the open span hangs in the tree, before its own end record says so
-        attrs += (
-            f',{{"key":"{PENDING_PARENT_ATTRIBUTE}","value":{{"stringValue":'
-            f'"{item.parent_span_id.to_bytes(8, "big").hex()}"}}}}'
+        attrs = (
+            f'{attrs},{{"key":"{PENDING_PARENT_ATTRIBUTE}","value":{{"stringValue":'
+            f'"{parent_span_id.to_bytes(8, "big").hex()}"}}}}'
         )
-    name = item.name
     encoded_name = _NAME_CACHE.get(name)
     if encoded_name is None:
         encoded_name = _cached_name(name)
-    start = item.start_time
+    trace_hex = _TRACE_HEX.get(trace_id)
+    if trace_hex is None:
+        trace_hex = _trace_hex(trace_id)
     span_id = random.getrandbits(64)
     while not span_id:
         span_id = random.getrandbits(64)
     # flags: bit 8 only, since the parent is the started span in this process, hence not remote.
     return (
-        f'{{"traceId":"{_trace_hex(item.trace_id)}","spanId":"{span_id.to_bytes(8, "big").hex()}",'
-        f'"parentSpanId":"{item.span_id.to_bytes(8, "big").hex()}","flags":{_FLAG_HAS_IS_REMOTE},'
-        f'"name":{encoded_name},"kind":{item.kind},'
+        f'{{"traceId":"{trace_hex}","spanId":"{span_id.to_bytes(8, "big").hex()}",'
+        f'"parentSpanId":"{started_id.to_bytes(8, "big").hex()}","flags":{_FLAG_HAS_IS_REMOTE},'
+        f'"name":{encoded_name},"kind":{kind},'
         f'"startTimeUnixNano":"{start}","endTimeUnixNano":"{start}","attributes":[{attrs}]}}'
     )
 

@@ -52,7 +52,7 @@ def _spans(processor: LiveSpanProcessor, count: int) -> int:
     most = 0
     for i in range(count):
         tracer.start_span("s", attributes={"i": i}).end()
-        most = max(most, len(processor._queue))
+        most = max(most, processor.queued)
     return most
 
 

@@ -526,3 +526,26 @@ def test_type_lists_and_any() -> None:
 def test_impossible_schemas_raise(schema: Any, message: str) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
         value_for_schema(schema, random.Random(0))
+
+
+class _Note(BaseModel):
+    note: str
+    summary: str = Field(description="one line")
+
+
+class _Choice(BaseModel):
+    next: Literal["Triage", "Reply", "END"]
+
+
+@pytest.mark.parametrize("model", [_Note, _Choice])
+def test_flat_records_get_the_values_the_full_walk_gives(model: type[BaseModel]) -> None:
+    # the shortcut for objects of plain strings must not change what a seed produces
+    from graphtrace.lm.schema_values import _flat_record, _Generator
+
+    schema = model.model_json_schema()
+    schema["required"] = list(schema["properties"])  # every field asked for, as fills do
+    assert _flat_record(schema) is not None
+    for seed in range(300):
+        walked = _Generator(random.Random(seed), schema).gen(schema, (), 0)
+        assert value_for_schema(schema, random.Random(seed)) == walked
+        model.model_validate(walked)

@@ -1,10 +1,11 @@
 """The span processor that makes traces live: a record at each span's start and end.
 
-``on_start`` queues a snapshot of the started span (written as a zero-length ``pending``
-record); ``on_end`` queues the finished span. A writer thread drains the queue every
-``flush_interval`` seconds, encodes it as OTLP JSON lines and appends them to the trace file, so
-a reader sees a span's start and its end within about 100 ms. The event loop only appends to a
-deque; encoding and I/O happen on the writer thread.
+``on_start`` queues the started span (written as a zero-length ``pending`` record, with the
+attributes it started with); ``on_end`` queues the finished span. A writer thread drains both
+queues every ``flush_interval`` seconds, encodes them as OTLP JSON lines and appends them to the
+trace file, so a reader sees a span's start and its end within about 100 ms. The event loop only
+appends to a deque; encoding and I/O happen on the writer thread. Within one write, the pending
+records come before the ends.
 
 Nothing is dropped silently: when the queue is full, the producer waits for the writer
 (back-pressure); spans that cannot be written (the disk refuses) are counted in ``lost``.
@@ -23,11 +24,12 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from exporters.file import JsonlFileWriter
-from exporters.otlp_json import PendingSpan, Started, encode_batch
+from exporters.otlp_json import Started, encode_batch
 
 log = logging.getLogger("graphtrace")
 
 _LINE_SPANS = 512  # spans per OTLP line: big enough to amortise, small enough to stream
+_BATCH = _LINE_SPANS * 16  # ends per write; the starts before them come along whatever their number
 
 
 class LiveSpanProcessor(SpanProcessor):
@@ -45,7 +47,11 @@ class LiveSpanProcessor(SpanProcessor):
         self.max_queue = max_queue
         self.lost = 0
         self.written = 0
-        self._queue: deque[ReadableSpan | PendingSpan | Started] = deque()
+        # Starts and ends queue apart, so that a start costs the loop no allocation: a LeanSpan
+        # is queued as it is (its start attributes stay put, copy on write). A span's start is
+        # always queued before its end, which the writer relies on (see _take).
+        self._started: deque[ReadableSpan | Started] = deque()
+        self._ended: deque[ReadableSpan] = deque()
         self._wake = threading.Event()
         self._drained = threading.Condition()
         self._passes = 0  # writer passes completed, counted under _drained
@@ -57,19 +63,22 @@ class LiveSpanProcessor(SpanProcessor):
     # -- producer side (any thread, usually the event loop) ---------------------------------
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        # a LeanSpan keeps the attributes it started with unchanged (copy on write); another
-        # span's are copied now, before the code that opened it changes them
-        attributes = getattr(span, "_start_attributes", None)
-        if attributes is None:
-            attributes = dict(span.attributes or {})
-        self._queue.append(Started(span, attributes))
-        if len(self._queue) >= self.max_queue:
+        if getattr(span, "_start_attributes", None) is not None:
+            self._started.append(span)
+        else:  # another provider's span: its attributes change in place, so copy them now
+            self._started.append(Started(span, dict(span.attributes or {})))
+        if len(self._started) + len(self._ended) >= self.max_queue:
             self._back_pressure()
 
     def on_end(self, span: ReadableSpan) -> None:
-        self._queue.append(span)
-        if len(self._queue) >= self.max_queue:
+        self._ended.append(span)
+        if len(self._started) + len(self._ended) >= self.max_queue:
             self._back_pressure()
+
+    @property
+    def queued(self) -> int:
+        """Records waiting for the writer."""
+        return len(self._started) + len(self._ended)
 
     def write(self, record: ReadableSpan) -> None:
         """Append a record that is not a span's end to the file now (see :meth:`write_many`)."""
@@ -106,19 +115,22 @@ class LiveSpanProcessor(SpanProcessor):
         self._wake.set()
         deadline = time.monotonic() + 10.0
         with self._drained:
-            while len(self._queue) >= self.max_queue and self._thread.is_alive():
+            while self.queued >= self.max_queue and self._thread.is_alive():
                 if not self._drained.wait(timeout=max(0.0, deadline - time.monotonic())):
                     break
-        if len(self._queue) >= self.max_queue:
-            self._discard(len(self._queue) - self.max_queue // 2, "the writer is not keeping up")
+        if self.queued >= self.max_queue:
+            self._discard(self.queued - self.max_queue // 2, "the writer is not keeping up")
 
     def _discard(self, count: int, reason: str) -> None:
-        for _ in range(count):
-            try:
-                self._queue.popleft()
-            except IndexError:
-                break
-            self.lost += 1
+        # pending records go first: a span's end record says everything its start did
+        for queue in (self._started, self._ended):
+            while count > 0:
+                try:
+                    queue.popleft()
+                except IndexError:
+                    break
+                count -= 1
+                self.lost += 1
         self._log_once(f"graphtrace: dropped spans because {reason}; lost so far: {self.lost}")
 
     # -- writer side ------------------------------------------------------------------------
@@ -131,15 +143,12 @@ class LiveSpanProcessor(SpanProcessor):
             with self._drained:
                 self._passes += 1
                 self._drained.notify_all()
-            if self._closed and not self._queue:
+            if self._closed and not self.queued:
                 return
 
     def _write_pending(self) -> None:
-        queue = self._queue
-        while queue:
-            batch: list[ReadableSpan | PendingSpan | Started] = []
-            while queue and len(batch) < _LINE_SPANS * 16:
-                batch.append(queue.popleft())
+        while self._started or self._ended:
+            batch = self._take()
             try:
                 lines = [
                     encode_batch(batch[i : i + _LINE_SPANS])
@@ -150,6 +159,27 @@ class LiveSpanProcessor(SpanProcessor):
             except Exception as exc:  # the disk refused: count, tell once, keep going
                 self.lost += len(batch)
                 self._log_once(f"graphtrace: could not write spans to {self.writer.path}: {exc}")
+
+    def _take(self) -> list[ReadableSpan | Started]:
+        """Up to a batch of queued records, every start before the ends.
+
+        The ends are counted before the starts: a span's start is queued before its end, so
+        the start of every end taken is taken too (or was written by an earlier pass).
+        """
+        ended, started = self._ended, self._started
+        ends = min(len(ended), _BATCH)
+        starts = len(started) if ends else min(len(started), _BATCH)
+        batch: list[ReadableSpan | Started] = []
+        append = batch.append
+        for _ in range(starts):
+            item = started.popleft()
+            if type(item) is Started:
+                append(item)
+            else:  # a LeanSpan: the attributes it started with are still there, unchanged
+                append(Started(item, item._start_attributes))  # type: ignore[attr-defined]
+        for _ in range(ends):
+            append(ended.popleft())
+        return batch
 
     def _log_once(self, message: str) -> None:
         if not self._error_logged:
@@ -178,9 +208,9 @@ class LiveSpanProcessor(SpanProcessor):
         self._closed = True
         self._wake.set()
         self._thread.join(timeout=30)
-        if self._queue:  # the thread gave up: write what is left from here
+        if self.queued:  # the thread gave up: write what is left from here
             self._write_pending()
         self.writer.close()
 
     def stats(self) -> dict[str, Any]:
-        return {"written": self.written, "lost": self.lost, "queued": len(self._queue)}
+        return {"written": self.written, "lost": self.lost, "queued": self.queued}

@@ -14,6 +14,7 @@ import logging
 import random
 import traceback
 from collections.abc import Iterator, Mapping, Sequence
+from random import getrandbits
 from time import time_ns
 from typing import Any
 
@@ -46,6 +47,8 @@ def _clean(key: str, value: Any) -> AttributeValue | None:
     """The value as OTel accepts it (sequences become tuples); None (and a warning) if invalid."""
     if isinstance(value, _PRIMITIVES):
         return value
+    if type(value) is tuple and all(type(v) in _PRIMITIVES for v in value):
+        return value  # the usual sequence, without the ABC check
     if isinstance(value, Sequence) and not isinstance(value, bytes | bytearray):
         items = tuple(value)
         if all(isinstance(v, _PRIMITIVES) or v is None for v in items):
@@ -56,6 +59,27 @@ def _clean(key: str, value: Any) -> AttributeValue | None:
 
 class LeanSpan(trace_api.Span, ReadableSpan):
     """A recording span that is also its own ``ReadableSpan`` (no copy at the end)."""
+
+    # Slots: storing a dozen fields in slots is cheaper than in a fresh instance dict, and a
+    # span is made for every step. (The base classes have no slots, so a ``__dict__`` is still
+    # there for attributes they set; it stays empty.)
+    __slots__ = (
+        "_attributes",
+        "_context",
+        "_end_time",
+        "_events",
+        "_instrumentation_info",
+        "_instrumentation_scope",
+        "_kind",
+        "_links",
+        "_name",
+        "_parent",
+        "_processor",
+        "_resource",
+        "_start_attributes",
+        "_start_time",
+        "_status",
+    )
 
     def __init__(
         self,
@@ -68,7 +92,7 @@ class LeanSpan(trace_api.Span, ReadableSpan):
         start_time: int,
         resource: Resource,
         scope: InstrumentationScope,
-        processor: SpanProcessor,
+        processor: _Processors,
     ) -> None:
         # ReadableSpan's fields, set directly: its __init__ does work we do not need
         self._name = name
@@ -76,15 +100,17 @@ class LeanSpan(trace_api.Span, ReadableSpan):
         self._parent = parent
         self._kind = kind
         self._end_time: int | None = None
-        self._attributes: dict[str, AttributeValue] = {}
-        self._start_attributes: dict[str, AttributeValue] | None = None
         if attributes:
+            self._attributes: dict[str, AttributeValue] = {}
+            self._start_attributes: dict[str, AttributeValue] | None = None
             self.set_attributes(attributes)
+        else:
+            self._attributes = {}
         # what processors see at the start; a later change copies first (copy on write), so
         # the writer thread can read this dict while the span goes on
         self._start_attributes = self._attributes
-        self._events: list[Event] = []
-        self._links = tuple(links)
+        self._events: Sequence[Event] = ()  # a list from the first event on
+        self._links = tuple(links) if links else ()
         self._start_time = start_time
         self._resource = resource
         self._instrumentation_scope = scope
@@ -131,7 +157,9 @@ class LeanSpan(trace_api.Span, ReadableSpan):
             cleaned = {
                 k: c for k, v in (attributes or {}).items() if (c := _clean(k, v)) is not None
             }
-            self._events.append(Event(name, cleaned, timestamp or time_ns()))
+            event = Event(name, cleaned, timestamp or time_ns())
+            # most spans have no events: no list (one more object for the collector) until one
+            self._events = [*self._events, event]
 
     def add_link(self, context: SpanContext, attributes: Attributes = None) -> None:
         if self._end_time is None and context.is_valid:
@@ -174,7 +202,8 @@ class LeanSpan(trace_api.Span, ReadableSpan):
         if self._end_time is not None:
             return
         self._end_time = end_time or time_ns()
-        self._processor.on_end(self)
+        for on_end in self._processor.ends:
+            on_end(self)
 
     def __repr__(self) -> str:
         return f"LeanSpan({self._name!r}, span_id={self.get_span_context().span_id:016x})"
@@ -198,12 +227,39 @@ class LeanTracer(trace_api.Tracer):
         record_exception: bool = True,
         set_status_on_exception: bool = True,
     ) -> trace_api.Span:
-        parent = trace_api.get_current_span(context).get_span_context()
+        parent = trace_api.get_current_span(context)
+        return self._start(name, parent, kind, attributes, links or (), start_time, context)
+
+    def start_child(
+        self, name: str, attributes: Attributes, parent: trace_api.Span | None
+    ) -> LeanSpan:
+        """Start an internal span under ``parent`` (the current span, None for a root): the
+        runtime's path, without :meth:`start_span`'s keyword handling and context lookup."""
+        return self._start(name, parent, SpanKind.INTERNAL, attributes, (), None, None)
+
+    def _start(
+        self,
+        name: str,
+        parent_span: trace_api.Span | None,
+        kind: SpanKind,
+        attributes: Attributes,
+        links: Sequence[Link],
+        start_time: int | None,
+        context: context_api.Context | None,
+    ) -> LeanSpan:
+        parent = parent_span.get_span_context() if parent_span is not None else None
         # SpanContext's constructor re-validates ids we know are valid: build the tuple directly
-        if parent.is_valid:
+        if parent is not None and parent.is_valid:
             span_context = tuple.__new__(
                 SpanContext,
-                (parent.trace_id, _nonzero(64), False, _SAMPLED, parent.trace_state, True),
+                (
+                    parent.trace_id,
+                    getrandbits(64) or _nonzero(64),
+                    False,
+                    _SAMPLED,
+                    parent.trace_state,
+                    True,
+                ),
             )
             parent_context: SpanContext | None = parent
         else:
@@ -213,19 +269,21 @@ class LeanTracer(trace_api.Tracer):
             )
             parent_context = None
         provider = self._provider
+        processor = provider.processor
         span = LeanSpan(
             name,
             span_context,
             parent_context,
             kind,
             attributes,
-            links or (),
+            links,
             start_time or time_ns(),
             provider.resource,
             self._scope,
-            provider.processor,
+            processor,
         )
-        provider.processor.on_start(span, context)
+        for on_start in processor.starts:
+            on_start(span, context)
         return span
 
     @_agnosticcontextmanager  # what the API and the SDK decorate it with
@@ -258,19 +316,74 @@ def _nonzero(bits: int) -> int:
             return value
 
 
+class FanOut(SpanProcessor):
+    """A processor that passes every call on to its ``targets``, which may change at any time.
+
+    :class:`LeanTracerProvider` sees through it: its spans call the targets' methods directly,
+    one call per target instead of three levels of forwarding.
+    """
+
+    def __init__(self) -> None:
+        self._targets: tuple[SpanProcessor, ...] = ()
+        self._watchers: list[_Processors] = []
+
+    @property
+    def targets(self) -> tuple[SpanProcessor, ...]:
+        return self._targets
+
+    @targets.setter
+    def targets(self, targets: tuple[SpanProcessor, ...]) -> None:
+        self._targets = tuple(targets)
+        for watcher in self._watchers:
+            watcher.refresh()
+
+    def watch(self, watcher: _Processors) -> None:
+        self._watchers.append(watcher)
+
+    def on_start(self, span: Any, parent_context: context_api.Context | None = None) -> None:
+        for target in self._targets:
+            target.on_start(span, parent_context)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        for target in self._targets:
+            target.on_end(span)
+
+    def shutdown(self) -> None:
+        for target in self._targets:
+            target.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return all(t.force_flush(timeout_millis) for t in self._targets)
+
+
 class _Processors(SpanProcessor):
-    """Every processor added to the provider, called in order."""
+    """Every processor added to the provider, called in order; fan-outs flattened into
+    ``starts`` and ``ends``, the methods each span calls."""
 
     def __init__(self) -> None:
         self.processors: tuple[SpanProcessor, ...] = ()
+        self.starts: tuple[Any, ...] = ()
+        self.ends: tuple[Any, ...] = ()
+
+    def add(self, processor: SpanProcessor) -> None:
+        self.processors = (*self.processors, processor)
+        if isinstance(processor, FanOut):
+            processor.watch(self)
+        self.refresh()
+
+    def refresh(self) -> None:
+        flat: list[SpanProcessor] = []
+        _flatten(self.processors, flat)
+        self.starts = tuple(p.on_start for p in flat)
+        self.ends = tuple(p.on_end for p in flat)
 
     def on_start(self, span: Any, parent_context: context_api.Context | None = None) -> None:
-        for p in self.processors:
-            p.on_start(span, parent_context)
+        for on_start in self.starts:
+            on_start(span, parent_context)
 
     def on_end(self, span: ReadableSpan) -> None:
-        for p in self.processors:
-            p.on_end(span)
+        for on_end in self.ends:
+            on_end(span)
 
     def shutdown(self) -> None:
         for p in self.processors:
@@ -278,6 +391,14 @@ class _Processors(SpanProcessor):
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         return all(p.force_flush(timeout_millis) for p in self.processors)
+
+
+def _flatten(processors: Sequence[SpanProcessor], into: list[SpanProcessor]) -> None:
+    for processor in processors:
+        if isinstance(processor, FanOut):
+            _flatten(processor.targets, into)
+        else:
+            into.append(processor)
 
 
 class LeanTracerProvider(trace_api.TracerProvider):
@@ -307,7 +428,7 @@ class LeanTracerProvider(trace_api.TracerProvider):
         return LeanTracer(self, scope)
 
     def add_span_processor(self, processor: SpanProcessor) -> None:
-        self.processor.processors = (*self.processor.processors, processor)
+        self.processor.add(processor)
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         return self.processor.force_flush(timeout_millis)

@@ -16,9 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from opentelemetry import trace
-from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 
 from exporters.file import JsonlFileWriter
 from exporters.forwarding.endpoint import parse_headers, traces_url
@@ -26,7 +25,7 @@ from exporters.forwarding.ledger import Ledger
 from exporters.forwarding.processor import ForwardingSpanProcessor, ForwardReport
 from tracing.live import LiveSpanProcessor
 from tracing.open_spans import OpenSpans
-from tracing.provider import LeanTracerProvider
+from tracing.provider import FanOut, LeanTracerProvider
 from tracing.watchdog import StallPolicy, Watchdog
 
 SpanSink = TracerProvider | LeanTracerProvider
@@ -41,29 +40,11 @@ def default_trace_dir() -> Path:
     return Path(os.environ.get(TRACE_DIR_ENV) or DEFAULT_TRACE_DIR)
 
 
-class _Router(SpanProcessor):
+class _Router(FanOut):
     """The one processor graphtrace adds to a provider; forwards to the current pipeline.
 
     SDK providers cannot remove a processor, so reconfiguring swaps what this one points at.
     """
-
-    def __init__(self) -> None:
-        self.targets: tuple[SpanProcessor, ...] = ()
-
-    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        for target in self.targets:
-            target.on_start(span, parent_context)
-
-    def on_end(self, span: ReadableSpan) -> None:
-        for target in self.targets:
-            target.on_end(span)
-
-    def shutdown(self) -> None:
-        for target in self.targets:
-            target.shutdown()
-
-    def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        return all(t.force_flush(timeout_millis) for t in self.targets)
 
 
 @dataclass

@@ -24,6 +24,22 @@ from tracing.spans import open_span
 LM_QUEUE_MS = "graphtrace.lm.queue_ms"
 
 
+_LM_TYPES: set[type] = set()
+
+
+def _implements_lm(lm: object) -> bool:
+    """``isinstance(lm, LM)``, remembered per class: a runtime-checkable Protocol's check walks
+    the protocol's attributes every time, and every run makes a caller."""
+    cls = type(lm)
+    if cls in _LM_TYPES:
+        return True
+    if not isinstance(lm, LM):
+        return False
+    if len(_LM_TYPES) < 256:
+        _LM_TYPES.add(cls)
+    return True
+
+
 class LMCaller:
     """Calls ``lm`` with the GenAI span around it, under an optional cap on concurrent calls.
 
@@ -40,7 +56,7 @@ class LMCaller:
         limiter: asyncio.Semaphore | None = None,
         capture: ContentCapture | None = None,
     ) -> None:
-        if not isinstance(lm, LM):
+        if not _implements_lm(lm):
             raise TypeError(
                 f"lm must implement graphtrace.LM (model, provider, async complete()); "
                 f"got {type(lm).__name__}"

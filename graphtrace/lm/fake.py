@@ -18,6 +18,7 @@ import inspect
 import json
 import math
 import random
+import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final, TypeAlias
 
@@ -116,7 +117,7 @@ class FakeLM:
         JSON-encodable.
         """
         self.calls += 1
-        turns = [(_field(m, "role"), _field(m, "content")) for m in messages]
+        turns = [_turn(m) for m in messages]
         digest = self._digest(turns, schema)
         # independent slices of one digest: the failure roll, the delay, the value seed
         fail_roll = _unit(digest[0:8])
@@ -158,7 +159,7 @@ class FakeLM:
                         "FakeLM respond hook must return a str, a JSON-encodable Mapping or "
                         f"None; got {type(reply).__name__}: {exc}"
                     ) from exc
-        value = value_for_schema(schema, random.Random(value_seed))
+        value = value_for_schema(schema, _draws(value_seed))
         return json.dumps(value, ensure_ascii=False)
 
     def _reroll(self, digest: bytes, roll: float) -> float:
@@ -210,6 +211,23 @@ def _schema_bytes(schema: Mapping[str, Any]) -> bytes:
     return text
 
 
+_thread_draws = threading.local()
+
+
+def _draws(seed: int) -> random.Random:
+    """This thread's generator, seeded with ``seed``.
+
+    ``random.Random(seed)`` seeds its 624-word state twice (in ``__new__`` and ``__init__``),
+    which costs more than the value drawn from it; one generator per thread, re-seeded, is
+    safe because a reply is generated without an ``await`` in between.
+    """
+    rng: random.Random | None = getattr(_thread_draws, "rng", None)
+    if rng is None:
+        rng = _thread_draws.rng = random.Random()
+    rng.seed(seed)
+    return rng
+
+
 def _real(name: str, value: Any, *, low: float, high: float) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}")
@@ -219,6 +237,15 @@ def _real(name: str, value: Any, *, low: float, high: float) -> float:
     if math.isinf(value):
         raise ValueError(f"{name} must be finite, got {value!r}")
     return float(value)
+
+
+def _turn(message: Any) -> tuple[str, str]:
+    """A message's (role, content)."""
+    if type(message) is Message:  # the usual case, without the Mapping check
+        role, content = message.role, message.content
+        if type(role) is str and type(content) is str:
+            return role, content
+    return _field(message, "role"), _field(message, "content")
 
 
 def _field(message: Any, name: str) -> str:

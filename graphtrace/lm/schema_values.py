@@ -126,7 +126,12 @@ def value_for_schema(
         >>> Pet.model_validate(value).age >= 0
         True
     """
-    return _Generator(rng, schema if root is None else root).gen(schema, (), 0)
+    generator = _Generator(rng, schema if root is None else root)
+    if root is None:
+        flat = _flat_record(schema)
+        if flat is not None:
+            return generator.flat_record(flat)
+    return generator.gen(schema, (), 0)
 
 
 def sample_json(schema: Mapping[str, Any] | bool, seed: int | str) -> str:
@@ -201,6 +206,14 @@ class _Generator:
         if kind == "any":
             return self._any()
         raise ValueError(f"unknown JSON Schema type {kind!r}")
+
+    def flat_record(self, fields: Sequence[tuple[str, Sequence[str] | None]]) -> dict[str, Any]:
+        """What :meth:`gen` makes of a :func:`_flat_record` schema, drawing the same numbers in
+        the same order, without walking the schema again."""
+        out: dict[str, Any] = {}
+        for name, options in fields:
+            out[name] = self._text(0, None) if options is None else self.rng.choice(options)
+        return out
 
     def _resolve(self, schema: Mapping[str, Any], path: _Path) -> tuple[Mapping[str, Any], _Path]:
         """Inline ``$ref`` and ``allOf`` so the rest of the generator sees one flat schema;
@@ -786,6 +799,52 @@ _FORMATS: Final[dict[str, Callable[[_Generator], str]]] = {
 
 
 # -- helpers shared by the generator and the checker ----------------------------------------------
+
+
+_NOTES: Final = frozenset({"title", "description"})
+_FLAT_RECORDS: dict[int, tuple[object, tuple[tuple[str, tuple[str, ...] | None], ...] | None]] = {}
+
+
+def _flat_record(schema: Any) -> tuple[tuple[str, tuple[str, ...] | None], ...] | None:
+    """(name, options) per property when ``schema`` is an object of required plain strings or
+    string enums (what the runtime asks FakeLM for most: a node's text fields, a decision);
+    None for anything else. Remembered per schema object, as FakeLM sees the same ones again.
+    """
+    entry = _FLAT_RECORDS.get(id(schema))
+    if entry is not None and entry[0] is schema:
+        return entry[1]
+    fields = _flat_fields(schema)
+    if len(_FLAT_RECORDS) >= 1024:
+        _FLAT_RECORDS.clear()
+    _FLAT_RECORDS[id(schema)] = (schema, fields)
+    return fields
+
+
+def _flat_fields(schema: Any) -> tuple[tuple[str, tuple[str, ...] | None], ...] | None:
+    if type(schema) is not dict or schema.get("type") != "object":
+        return None
+    if not schema.keys() <= {"type", "properties", "required", *_NOTES}:
+        return None
+    props = schema.get("properties")
+    required = schema.get("required")
+    if type(props) is not dict or not props or type(required) is not list:
+        return None
+    if set(required) != props.keys():
+        return None
+    fields: list[tuple[str, tuple[str, ...] | None]] = []
+    for name, sub in props.items():
+        if type(sub) is not dict or sub.get("type") != "string":
+            return None
+        if sub.keys() <= {"type", *_NOTES}:
+            fields.append((name, None))
+        elif sub.keys() <= {"type", "enum", *_NOTES}:
+            options = sub["enum"]
+            if type(options) is not list or not options or any(type(o) is not str for o in options):
+                return None
+            fields.append((name, tuple(options)))
+        else:
+            return None
+    return tuple(fields)
 
 
 def _is_deep(path: _Path, level: int) -> bool:
