@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import gc
 import json
 from pathlib import Path
 
 import pytest
 
+from exporters.reading.assemble import RunTrace, assemble
 from exporters.reading.errors import ReaderError
-from exporters.reading.source import TraceSource
+from exporters.reading.records import records_of, tree_records
+from exporters.reading.source import TraceSource, gc_paused
 from tests.otlp_builder import (
     MS,
     T0,
@@ -207,3 +210,78 @@ def test_missing_inputs_are_one_line_errors(tmp_path: Path) -> None:
         TraceSource(tmp_path / "nope")
     with pytest.raises(ReaderError, match="no such file"):
         TraceSource(tmp_path, [tmp_path / "missing.jsonl"])
+
+
+def _shape(trace: RunTrace) -> list[tuple[object, ...]]:
+    """Everything a viewer reads of a tree, span by span in tree order."""
+    return [(trace.trace_id, trace.run_id, trace.graph, trace.status, len(trace.spans))] + [
+        (
+            s.span_id,
+            s.parent_id,
+            s.name,
+            s.status,
+            s.start_ns,
+            s.end_ns,
+            s.attributes,
+            [child.span_id for child in s.children],
+            s.record,
+        )
+        for s in trace.root.walk()
+    ]
+
+
+def test_load_builds_the_tree_of_all_records_without_converting_superseded_pending_ones(
+    tmp_path: Path,
+) -> None:
+    path = writer_file(tmp_path, dead_pid())
+    spans = run_spans(TRACE_A, "feed00000001")
+    node1 = spans[1]["parentSpanId"]
+    never, late = "5" * 16, "6" * 16
+    extra = [
+        pending(TRACE_A, never, "dep never", 3, {"graphtrace.dep.cached": False}),
+        pending(TRACE_A, never, "dep never", 4, {"graphtrace.dep.cached": True}),  # first wins
+        pending(TRACE_A, node1.upper(), "node A", 1),  # its span ended, spelt otherwise
+        span(TRACE_A.upper(), late, node1, "dep late", 5, 6),
+        pending(TRACE_A, late, "dep late", 5),  # read after its final record
+    ]
+    other = run_spans(TRACE_B, "feed00000002")
+    path.write_text(line(*spans[:4], *other[:5], *extra) + line(*spans[4:], *other[5:]))
+    with TraceSource(tmp_path) as source:
+        run = source.resolve("feed00000001")
+        everything = assemble(
+            source.records(run),
+            now_ns=source.clock(),
+            alive=source.alive,
+            last_write_ns=source.last_write_ns,
+        )
+        loaded = source.load(run)
+    assert _shape(loaded) == _shape(everything)
+    by_name = {s.name: s for s in loaded.root.walk()}
+    assert by_name["dep never"].status == "interrupted"
+    assert by_name["dep never"].attributes == {"graphtrace.dep.cached": False}
+    assert by_name["dep late"].record.trace_id == TRACE_A
+
+
+def test_tree_records_keep_final_records_and_the_pending_ones_of_open_spans() -> None:
+    spans = run_spans(TRACE_A, "feed00000001")
+    data = line(*spans, pending(TRACE_A, "5" * 16, "dep never", 3)).encode()
+    all_records = records_of(data, 7, trace_id=TRACE_A).records
+    kept = tree_records([(data, 7)], TRACE_A)
+    assert [r for r in kept if not r.pending] == [r for r in all_records if not r.pending]
+    assert [(r.span_id, r.source) for r in kept if r.pending] == [("5" * 16, 7)]
+    assert tree_records([(data, 7)], TRACE_B) == []
+
+
+def test_gc_paused_restores_the_collector_as_it_was() -> None:
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError), gc_paused():
+        assert not gc.isenabled()
+        raise RuntimeError
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with gc_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # left off by whoever turned it off
+    finally:
+        gc.enable()

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from operator import attrgetter
+from typing import Final
+
 from exporters.reading.assemble import TreeSpan
 
 __all__ = ["critical_path"]
+
+_END_ORDER: Final = attrgetter("end_ns", "start_ns")
 
 
 def critical_path(root: TreeSpan) -> set[int]:
@@ -20,8 +25,12 @@ def critical_path(root: TreeSpan) -> set[int]:
     while stack:
         span = stack.pop()
         marked.add(id(span))
+        children = span.children
+        if len(children) < 2:  # most spans: a leaf, or one child, which is then critical
+            stack.extend(children)
+            continue
         horizon: int | None = None
-        for child in sorted(span.children, key=lambda c: (c.end_ns, c.start_ns), reverse=True):
+        for child in sorted(children, key=_END_ORDER, reverse=True):
             if horizon is None or child.end_ns <= horizon:
                 stack.append(child)
                 horizon = child.start_ns

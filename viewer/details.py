@@ -4,7 +4,7 @@ and the text of stall snapshots."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from exporters.reading.assemble import TreeSpan
 from exporters.reading.records import EventRecord
@@ -20,6 +20,8 @@ __all__ = [
     "snapshot_text",
     "tokens_of",
 ]
+
+_SNAPSHOT_NAMES: Final = frozenset((keys.STALL_SPAN_NAME, keys.LOOP_BLOCKED_SPAN_NAME))
 
 
 class Named(Protocol):
@@ -66,7 +68,7 @@ def exception_text(events: Iterable[EventRecord], status_message: str) -> str:
 
 def is_snapshot(span: Named) -> bool:
     """A stall snapshot or a blocked-loop record (shown with its call graph or stack)."""
-    return span.name in (keys.STALL_SPAN_NAME, keys.LOOP_BLOCKED_SPAN_NAME)
+    return span.name in _SNAPSHOT_NAMES
 
 
 def snapshot_text(span: Named) -> tuple[str, list[str]]:

@@ -11,6 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from exporters.reading.assemble import RunTrace, TreeSpan
+from exporters.reading.source import gc_paused
 from viewer.critical import critical_path
 from viewer.details import details, is_snapshot, snapshot_text
 from viewer.fold import Folded, visible_children
@@ -33,6 +34,11 @@ class _Row:
 
 def render_run(trace: RunTrace) -> RenderableType:
     """The header, the tree table and a legend for one run."""
+    with gc_paused():  # a pass or two over every span of a big run, and many small objects
+        return _render_run(trace)
+
+
+def _render_run(trace: RunTrace) -> RenderableType:
     critical = critical_path(trace.root)
     table = Table(box=None, pad_edge=False, header_style="bold", show_edge=False)
     table.add_column("", width=1, no_wrap=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from exporters.reading.assemble import RunTrace, TreeSpan
+from exporters.reading.source import gc_paused
 from viewer.critical import critical_path
 from viewer.format import ms
 
@@ -18,15 +19,16 @@ def tree_json(trace: RunTrace) -> dict[str, Any]:
     ``start_ms`` is the offset from the run's start. Beyond the contract's keys each span has
     ``parent_span_id``, ``status_message``, ``critical_path`` and ``events``.
     """
-    critical = critical_path(trace.root)
-    origin = trace.root.start_ns
-    made: dict[int, dict[str, Any]] = {}
-    # Built without recursion: a trace from another tool may nest thousands deep.
-    for span in trace.root.walk():
-        made[id(span)] = _node(span, origin, id(span) in critical)
-    for span in trace.root.walk():
-        made[id(span)]["children"] = [made[id(child)] for child in span.children]
-    return made[id(trace.root)]
+    with gc_paused():  # a dict or two per span, none of them garbage
+        critical = critical_path(trace.root)
+        origin = trace.root.start_ns
+        made: dict[int, dict[str, Any]] = {}
+        # Built without recursion: a trace from another tool may nest thousands deep.
+        for span in trace.root.walk():
+            made[id(span)] = _node(span, origin, id(span) in critical)
+        for span in trace.root.walk():
+            made[id(span)]["children"] = [made[id(child)] for child in span.children]
+        return made[id(trace.root)]
 
 
 def _node(span: TreeSpan, origin: int, critical: bool) -> dict[str, Any]:

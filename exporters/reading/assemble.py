@@ -9,7 +9,8 @@ cannot still be running, so it is interrupted where the run ended.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any, Final
 
 from exporters.reading.records import EventRecord, SpanRecord
@@ -22,42 +23,66 @@ INTERRUPTED: Final = "interrupted"
 RUN_ID: Final = "graphtrace.run.id"
 GRAPH: Final = "graphtrace.graph"
 RUN_STATUS: Final = "graphtrace.run.status"
+_START_ORDER: Final = attrgetter("start_ns", "name")  # siblings' order in the tree
 
 
-@dataclass(slots=True, eq=False)
 class TreeSpan:
-    """A span in the tree of its run."""
+    """A span in the tree of its run.
+
+    ``span_id``, ``name``, ``start_ns`` and ``attributes`` are the record's, copied: the viewer
+    reads them for every span many times over (sorting, the critical path, counts).
+    """
+
+    __slots__ = (
+        "attributes",
+        "children",
+        "end_ns",
+        "name",
+        "parent_id",
+        "record",
+        "span_id",
+        "start_ns",
+        "status",
+    )
 
     record: SpanRecord  # the final record, or the pending one of an open span
     status: str  # ok | error | running | interrupted
     end_ns: int  # for an open span: now (running) or the writer's last write (interrupted)
     parent_id: str | None
-    children: list[TreeSpan] = field(default_factory=list)
+    children: list[TreeSpan]
+    span_id: str  # lowercase hex
+    name: str
+    start_ns: int  # epoch ns
+    attributes: dict[str, Any]  # the pending marker left out
 
-    @property
-    def span_id(self) -> str:
-        """The span's id (lowercase hex)."""
-        return self.record.span_id
+    def __init__(
+        self,
+        record: SpanRecord,
+        status: str,
+        end_ns: int,
+        parent_id: str | None,
+        children: list[TreeSpan] | None = None,
+    ) -> None:
+        self.record = record
+        self.status = status
+        self.end_ns = end_ns
+        self.parent_id = parent_id
+        self.children = [] if children is None else children
+        self.span_id = record.span_id
+        self.name = record.name
+        self.start_ns = record.start_ns
+        self.attributes = record.attributes
 
-    @property
-    def name(self) -> str:
-        """The span's name."""
-        return self.record.name
-
-    @property
-    def start_ns(self) -> int:
-        """Start, epoch ns."""
-        return self.record.start_ns
+    def __repr__(self) -> str:
+        return (
+            f"TreeSpan(name={self.name!r}, span_id={self.span_id!r}, status={self.status!r}, "
+            f"children={len(self.children)})"
+        )
 
     @property
     def duration_ns(self) -> int:
         """How long it ran (so far, for an open span)."""
-        return max(0, self.end_ns - self.record.start_ns)
-
-    @property
-    def attributes(self) -> dict[str, Any]:
-        """Its attributes (the pending marker left out)."""
-        return self.record.attributes
+        return max(0, self.end_ns - self.start_ns)
 
     @property
     def events(self) -> list[EventRecord]:
@@ -112,20 +137,21 @@ def assemble(
     ``alive(source)`` says whether the writer of an input file is alive, ``last_write_ns(source)``
     the latest time it recorded.
     """
-    finals: dict[str, SpanRecord] = {}
+    spans: dict[str, TreeSpan] = {}  # the finished ones first, the first record of each
     pendings: dict[str, SpanRecord] = {}
     for record in records:
-        target = pendings if record.pending else finals
-        target.setdefault(record.span_id, record)
-    if not finals and not pendings:
+        span_id = record.span_id
+        if record.pending:
+            if span_id not in pendings:
+                pendings[span_id] = record
+        elif span_id not in spans:
+            status = "error" if record.status == STATUS_ERROR else "ok"
+            spans[span_id] = TreeSpan(record, status, record.end_ns, record.parent_id)
+    if not spans and not pendings:
         raise ValueError("no spans to assemble")
-    spans: dict[str, TreeSpan] = {}
-    for span_id, record in finals.items():
-        status = "error" if record.status == STATUS_ERROR else "ok"
-        spans[span_id] = TreeSpan(record, status, record.end_ns, record.parent_id)
     open_spans: list[TreeSpan] = []
     for span_id, record in pendings.items():
-        if span_id in finals:
+        if span_id in spans:
             continue
         if alive(record.source):
             span = TreeSpan(record, RUNNING, max(now_ns, record.start_ns), record.parent_id)
@@ -215,8 +241,8 @@ def _link(spans: dict[str, TreeSpan]) -> list[TreeSpan]:
         roots.extend(orphans)
     for span in spans.values():
         if len(span.children) > 1:
-            span.children.sort(key=lambda s: (s.start_ns, s.name))
-    roots.sort(key=lambda s: (s.start_ns, s.name))
+            span.children.sort(key=_START_ORDER)
+    roots.sort(key=_START_ORDER)
     return roots
 
 

@@ -14,6 +14,7 @@ __all__ = [
     "STATUS_OK",
     "STATUS_UNSET",
     "attribute_dict",
+    "hex_id",
     "kind_number",
     "normalize_id",
     "plain_value",
@@ -55,11 +56,12 @@ def normalize_id(value: str | None, size: int) -> str | None:
     if not value:
         return None
     if len(value) == size * 2:
-        if value in _IDS:
-            return _IDS[value]
+        normal = _IDS.get(value, "")  # "": not seen yet (None is a known bad id)
+        if normal != "":
+            return normal
         if len(_IDS) >= _IDS_MAX:
             _IDS.clear()
-        normal = _IDS[value] = _hex_id(value, size)
+        normal = _IDS[value] = hex_id(value, size)
         return normal
     try:
         raw = base64.b64decode(value, validate=True)
@@ -70,14 +72,17 @@ def normalize_id(value: str | None, size: int) -> str | None:
     return raw.hex()
 
 
-def _hex_id(value: str, size: int) -> str | None:
+def hex_id(value: str, size: int) -> str | None:
+    """:func:`normalize_id` of a ``size * 2``-character ``value`` without its cache of recent
+    ids, which only costs for an id that comes once (a span's own)."""
     try:
         raw = bytes.fromhex(value)  # in C: the fast check that every character is hex
     except ValueError:
         return None
-    if len(raw) != size or not any(raw):  # fromhex skips spaces; an all-zero id is none
+    # fromhex skips spaces, so a short result is no id; nor is an all-zero one
+    if len(raw) != size or raw.count(0) == size:
         return None
-    return value if value.islower() else value.lower()
+    return value.lower()
 
 
 def status_number(code: int | str | None) -> int:

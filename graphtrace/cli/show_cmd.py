@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from exporters.reading.source import gc_paused
 from graphtrace.cli.app import DEFAULT_DIR, DebugOption, TraceDirOption, app, error_boundary
 from graphtrace.cli.trace_inputs import (
     FileOption,
@@ -46,14 +47,16 @@ def show_command(
 
       graphtrace show last --file collector-output.json
     """
-    with open_traces(trace_dir, files) as source:
-        trace = source.load(resolve_run(source, run))
-    with piped_output():
-        if as_json:
-            print(json.dumps(tree_json(trace), indent=2, ensure_ascii=False))
-            return
-        console = view_console(record=svg is not None)
-        console.print(render_run(trace))
-    if svg is not None:
-        console.save_svg(str(svg), title=f"graphtrace show {trace.run_id}")
-        console.print(f"saved {svg}", style="dim")
+    # A big run is many small objects and no garbage: the collector would only slow this down.
+    with gc_paused():
+        with open_traces(trace_dir, files) as source:
+            trace = source.load(resolve_run(source, run))
+        with piped_output():
+            if as_json:
+                print(json.dumps(tree_json(trace), indent=2, ensure_ascii=False))
+                return
+            console = view_console(record=svg is not None)
+            console.print(render_run(trace))
+        if svg is not None:
+            console.save_svg(str(svg), title=f"graphtrace show {trace.run_id}")
+            console.print(f"saved {svg}", style="dim")
