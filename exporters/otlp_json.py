@@ -214,6 +214,8 @@ def _attributes(attributes: Mapping[str, Any]) -> str:
             append(f'{prefix}"stringValue":{encode_basestring(value)}}}}}')
         elif t is int and _INT64_MIN <= value <= _INT64_MAX:
             append(f'{prefix}"intValue":"{value}"}}}}')
+        elif t is float and value - value == 0:  # finite
+            append(f'{prefix}"doubleValue":{float.__repr__(value)}}}}}')
         elif t is bool:
             append(f'{prefix}"boolValue":{"true" if value else "false"}}}}}')
         else:
