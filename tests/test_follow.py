@@ -67,7 +67,9 @@ def test_a_torn_line_waits_for_its_newline(tmp_path: Path) -> None:
         append(path, whole[:10])
         assert numbers(follower) == []
         append(path, whole[10:-1])
-        assert numbers(follower) == []
+        found = follower.poll()
+        assert found.chunks == [] and found.grew  # the writer is busy: tail polls again soon
+        assert not follower.poll().grew
         append(path, "\n" + doc(8))
         assert numbers(follower) == [7, 8]
 
@@ -91,14 +93,29 @@ def test_new_writers_and_rotated_files_are_read_from_their_start(tmp_path: Path)
         append(first, doc(2))  # the last lines before the writer rotates
         (tmp_path / "traces-20260101T000000-h-1-001.jsonl").write_text(doc(3) + doc(4))
         (tmp_path / "traces-20260101T000000-h-2-000.jsonl").write_text(doc(5))  # a new writer
-        assert numbers(follower) == [2]  # the directory is listed again after SCAN_INTERVAL
-        clock.tick()
-        found = follower.poll()
-        assert sorted(json.loads(c.data)["n"] for _, c in found.chunks) == [3, 4, 5]
+        found = follower.poll()  # the directory changed: listed again at once
+        assert [json.loads(c.data)["n"] for _, c in found.chunks] == [2, 3, 4, 5]
         assert sorted(f.path.name for f in found.new_files) == [
             "traces-20260101T000000-h-1-001.jsonl",
             "traces-20260101T000000-h-2-000.jsonl",
         ]
+
+
+def test_without_a_change_of_the_directory_time_new_files_wait_for_the_scan_interval(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a file system whose times are too coarse to show the change
+    monkeypatch.setattr(Follower, "_mtime", lambda self: 1)
+    clock = Clock()
+    first = tmp_path / "a.jsonl"
+    first.write_text(doc(1))
+    with Follower(tmp_path, clock=clock) as follower:
+        assert numbers(follower) == []
+        append(first, doc(2))
+        (tmp_path / "b.jsonl").write_text(doc(3))
+        assert numbers(follower) == [2]
+        clock.tick()
+        assert numbers(follower) == [3]
 
 
 def test_a_file_renamed_away_is_read_to_its_end_and_its_successor_from_the_start(
@@ -203,3 +220,24 @@ def test_a_backlog_is_read_in_bounded_pieces(
             if not found.more:
                 break
         assert got == list(range(10))
+
+
+def test_a_backlog_in_a_rotated_file_is_read_before_its_successor(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import exporters.reading.follow as follow
+
+    monkeypatch.setattr(follow, "READ_LIMIT", 100)
+    first = tmp_path / "traces-20260101T000000-h-1-000.jsonl"
+    first.write_text("")
+    with Follower(tmp_path, clock=Clock()) as follower:
+        follower.poll()
+        append(first, "".join(doc(n) for n in range(10)))  # more than a poll reads
+        (tmp_path / "traces-20260101T000000-h-1-001.jsonl").write_text(doc(10) + doc(11))
+        got: list[int] = []
+        while True:
+            found = follower.poll()
+            got += [json.loads(c.data)["n"] for _, c in found.chunks]
+            if not found.more:
+                break
+        assert got == list(range(12))  # a span's start in the first file, its end in the next

@@ -5,6 +5,7 @@ a real ``graphtrace run`` in another process."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
 import json
 import os
@@ -28,7 +29,9 @@ from tests.control_support import GATED_GRAPH, Runtime, wait_for_gates
 from tests.otlp_builder import (
     MS,
     T0,
+    attrs,
     dead_pid,
+    document,
     line,
     own_pid_file,
     pending,
@@ -41,6 +44,7 @@ from viewer.gate_prompt import GateBoard, Pick, Problem, pick
 from viewer.tail import TailState
 from viewer.tail_feed import Feed
 from viewer.tail_output import event_json, event_line, event_row, notable
+from viewer.tail_records import tail_records
 
 T = "ab" * 16
 
@@ -180,6 +184,98 @@ def test_a_gone_writers_last_lines_are_read_before_its_open_runs_count_as_interr
         assert [(e.run_id, e.status) for e in events[2:]] == [("r1", "completed")]
         asyncio.run(feed.step())  # nothing more of it: r2 never ends
         assert [(e.run_id, e.status) for e in events[3:]] == [("r2", "interrupted")]
+
+
+def test_after_a_poll_that_found_something_the_next_comes_sooner(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = writer_file(tmp_path, os.getpid())
+    path.write_text("")
+    delays: list[float] = []
+
+    async def sleep(delay: float) -> None:
+        delays.append(delay)
+        if len(delays) == 1:
+            torn = line(pending(T, "1" * 16, "run g", 0, {keys.RUN_ID: "r1"}))[:20]
+            path.write_text(torn)
+        elif len(delays) == 3:
+            raise asyncio.CancelledError
+
+    monkeypatch.setattr("viewer.tail_feed.asyncio.sleep", sleep)
+    with Follower(tmp_path) as follower:
+        feed = Feed(follower, TailState(), print, warn=print, poll_s=0.5, busy_poll_s=0.01)
+        with pytest.raises(asyncio.CancelledError):
+            asyncio.run(feed.run())
+    # nothing; then part of a line (its writer is busy); then nothing again
+    assert delays == [0.5, 0.01, 0.5]
+
+
+def _fields(record: Any) -> tuple[Any, ...]:
+    return (
+        record.trace_id, record.span_id, record.parent_id, record.name, record.start_ns,
+        record.end_ns, record.attributes, record.status, record.status_message,
+        list(record.events), record.pending,
+    )  # fmt: skip
+
+
+def test_tail_reads_every_record_as_the_reader_does() -> None:
+    """tail's own decoding (kept lean for its rate) gives the fields ``records_of`` gives, and
+    the same errors and counts: ids in other spellings and bad ids, errors with their
+    exception events, values that are no strings, a document readable only span by span, and
+    ones not readable at all; with ``--run``'s filter and without."""
+    root, node = "1" * 16, "2" * 16
+    b64_trace = base64.b64encode(bytes.fromhex(T)).decode()
+    b64_span = base64.b64encode(bytes.fromhex("ab" * 8)).decode()
+    exception = {
+        "name": "exception",
+        "timeUnixNano": str(T0 + 4 * MS),
+        "attributes": [
+            {"key": "exception.type", "value": {"stringValue": "FillError"}},
+            {"key": "exception.message", "value": {"stringValue": "no valid output"}},
+        ],
+    }
+    values = span(T, "3" * 16, node, "chat x", 1, 2, {"n": 3, "f": 1.5, "b": False})
+    values["attributes"] += [
+        {"key": "list", "value": {"arrayValue": {"values": [{"intValue": "1"}]}}},
+        {"key": "map", "value": {"kvlistValue": {"values": [attrs(k="v")[0]]}}},
+        {"key": "none"},
+    ]
+    bad_own = pending(T, "4" * 16, "dep d", 1)
+    bad_own["spanId"] = "not an id"
+    no_parent = pending(T, "5" * 16, "dep e", 1)
+    del no_parent["parentSpanId"]
+    with_parent = pending(T, "6" * 16, "dep f", 1)
+    with_parent["attributes"].append(
+        {"key": "graphtrace.pending.parent_span_id", "value": {"stringValue": node.upper()}}
+    )
+    backwards = span(T, "7" * 16, node, "dep g", 5, 3)
+    refused = {"traceId": T, "spanId": "a" * 16, "name": 5}  # the typed decoder refuses it
+    span_by_span = document(refused, span(T, "b" * 16, None, "ok", 0, 1))
+    documents = [
+        line(*run_spans(T, "r1")),
+        line(pending(T, root, "run g", 0, {keys.RUN_ID: "r1", keys.GRAPH: "g"})),
+        line(span(T, node, root, "node A", 1, 5, error="FillError", events=[exception])),
+        line(values, bad_own, no_parent, with_parent, backwards),
+        line(span(T.upper(), "AB" * 8, None, "upper", 0, 1)),
+        line(span(b64_trace, b64_span, None, "base64", 0, 1)),
+        line(span("0" * 32, "8" * 16, None, "zero trace", 0, 1)),
+        line(span(T, "zz" * 8, None, "bad span", 0, 1), span("cd" * 16, "9" * 16, None, "c", 0, 1)),
+        json.dumps(span_by_span),
+        "not json",
+        '{"resourceMetrics": []}',
+        line(span(T, "c" * 16, None, "cut short", 0, 1))[:60],
+    ]
+    for text in documents:
+        data = text.encode()
+        for trace_id in (None, T):
+            want = records_of(data, trace_id=trace_id)
+            got = tail_records(data, trace_id=trace_id)
+            assert (got.error, got.bad_spans, got.bad_reason) == (
+                want.error,
+                want.bad_spans,
+                want.bad_reason,
+            )
+            assert [_fields(r) for r in got.records] == [_fields(r) for r in want.records]
 
 
 # -- picking the gate a typed line answers ----------------------------------------------------

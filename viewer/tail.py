@@ -19,11 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal
 
+import msgspec
+
 from exporters.reading.records import SpanRecord
 from graphtrace.control.discovery import WaitingGate
 from viewer import keys
 from viewer.details import exception_text
 from viewer.live import LiveModel, LiveRun, LiveSpan
+from viewer.tail_records import TailRecord
 
 __all__ = [
     "KEEP_ENDED",
@@ -35,6 +38,9 @@ __all__ = [
 KEEP_ENDED: Final = 50
 REMEMBER_FINISHED: Final = 20_000
 _RATE_WINDOW_S: Final = 5.0
+
+Record = SpanRecord | TailRecord  # as read by the index (a start), or followed live
+_SNAPSHOT_NAMES: Final = frozenset((keys.STALL_SPAN_NAME, keys.LOOP_BLOCKED_SPAN_NAME))
 
 EventKind = Literal[
     "run_start",
@@ -49,8 +55,9 @@ EventKind = Literal[
 ]
 
 
-@dataclass(slots=True)  # not frozen: a frozen dataclass is slower to make, one per record
-class TailEvent:
+# A Struct, made in C: one is made per record read. Nothing it holds refers back to it, so the
+# cycle collector need not track it.
+class TailEvent(msgspec.Struct, gc=False):
     """One thing that happened, as ``tail`` reports it (a line, a JSON object, a screen row)."""
 
     kind: EventKind
@@ -63,7 +70,7 @@ class TailEvent:
     status: str = ""  # spans: ok | error | interrupted; runs: completed | failed | …
     duration_ns: int | None = None
     error: str = ""
-    attributes: Mapping[str, Any] = field(default_factory=dict)
+    attributes: Mapping[str, Any] = msgspec.field(default_factory=dict)
     gate: WaitingGate | None = None
     text: str = ""  # a stall's call graph, a blocked loop's stack
 
@@ -96,29 +103,29 @@ class TailState:
 
     # -- records in, events out -------------------------------------------------------------
 
-    def apply(self, record: SpanRecord, path: Path | None = None) -> TailEvent | None:
+    def apply(self, record: Record, path: Path | None = None) -> TailEvent | None:
         """Take one record (read from ``path``); the event it makes, if any."""
         trace_id = record.trace_id
         if self.trace_id is not None and trace_id != self.trace_id:
             return None
         if trace_id in self._finished:
             return None  # a record after its run's end (a duplicate, a late writer): old news
-        name = record.name
-        if name == keys.STALL_SPAN_NAME and not record.pending:
-            return self._stall(record)
-        if name == keys.LOOP_BLOCKED_SPAN_NAME:
-            return self._loop(record)
+        if record.name in _SNAPSHOT_NAMES:
+            if record.name == keys.LOOP_BLOCKED_SPAN_NAME:
+                return self._loop(record)
+            if not record.pending:
+                return self._stall(record)
         run = self.model.runs.get(trace_id)
-        known = run is not None and record.span_id in run.open
+        span = run.open.get(record.span_id) if run is not None else None
         if record.pending:
-            return None if known else self._started(record, path)
-        if not known:
+            return None if span is not None else self._started(record, path)
+        if run is None or span is None:
             # its start was not seen (a tool that writes no pending records, or a span that
             # started before tail did): it starts and ends here, reported once, as an end
-            self._start(record)
-        return self._ended_event(record)
+            run, span = self._start(record)
+        return self._ended_event(record, run, span)
 
-    def _start(self, record: SpanRecord) -> tuple[LiveRun, LiveSpan]:
+    def _start(self, record: Record) -> tuple[LiveRun, LiveSpan]:
         span = self.model.started(
             record.trace_id,
             record.span_id,
@@ -129,37 +136,79 @@ class TailState:
         )
         return self.model.runs[record.trace_id], span
 
-    def _started(self, record: SpanRecord, path: Path | None) -> TailEvent:
-        run, span = self._start(record)
-        if span.span_id == run.root_span_id:
-            if path is not None:
-                self._run_path[run.trace_id] = path  # whose writer's liveness decides its fate
-            return self._event("run_start", run, span, record.start_ns)
+    def _started(self, record: Record, path: Path | None) -> TailEvent:
+        model = self.model
+        trace_id = record.trace_id
         attributes = record.attributes
-        if keys.GATE_ID in attributes:
+        span = model.started(
+            trace_id, record.span_id, record.parent_id, record.name, record.start_ns, attributes
+        )
+        run = model.runs[trace_id]
+        gate = None
+        if span.span_id == run.root_span_id:
+            kind: EventKind = "run_start"
+            if path is not None:
+                self._run_path[trace_id] = path  # whose writer's liveness decides its fate
+        elif keys.GATE_ID in attributes:
+            kind = "gate_waiting"
             gate = _gate(run, span)
-            self.gates[(run.trace_id, span.span_id)] = gate
-            return self._event("gate_waiting", run, span, record.start_ns, gate=gate)
-        return self._event("span_start", run, span, record.start_ns)
+            self.gates[(trace_id, span.span_id)] = gate
+        else:
+            kind = "span_start"
+        # positional, and not through _event: this runs for every span that starts
+        return TailEvent(
+            kind,
+            record.start_ns,
+            trace_id,
+            run.run_id,
+            run.graph,
+            span.name,
+            span.span_id,
+            "",
+            None,
+            "",
+            span.attributes,
+            gate,
+        )
 
-    def _ended_event(self, record: SpanRecord) -> TailEvent:
-        run = self.model.runs[record.trace_id]
-        span = run.open[record.span_id]
-        error = exception_text(record.events, record.status_message) if record.status == 2 else ""
+    def _ended_event(self, record: Record, run: LiveRun, span: LiveSpan) -> TailEvent:
+        if record.status == 2:
+            error = exception_text(record.events, record.status_message)
+            status = "error"
+        else:
+            error = ""
+            status = "ok"
         self.model.ended(
-            record.trace_id,
-            record.span_id,
+            run.trace_id,
+            span.span_id,
             record.end_ns,
-            status="error" if record.status == 2 else "ok",
+            status=status,
             status_message=error,
             attributes=record.attributes,
         )
         if span.span_id == run.root_span_id:
             return self._run_ended(run, span)
-        gate = self.gates.pop((run.trace_id, span.span_id), None)
+        kind: EventKind = "span_end"
+        # (no gate waiting anywhere, the common case, spares the key and the look-up)
+        gate = self.gates.pop((run.trace_id, span.span_id), None) if self.gates else None
         if gate is not None or keys.GATE_ID in record.attributes:
-            return self._event("gate_answered", run, span, record.end_ns, gate=gate)
-        return self._event("span_end", run, span, record.end_ns, error=error)
+            kind = "gate_answered"
+            error = ""
+        end = span.end_ns or 0
+        return TailEvent(
+            kind,
+            end,
+            run.trace_id,
+            run.run_id,
+            run.graph,
+            span.name,
+            span.span_id,
+            span.status,
+            max(0, end - span.start_ns),
+            error,
+            span.attributes,
+            gate,
+        )
 
     def _run_ended(self, run: LiveRun, root: LiveSpan) -> TailEvent:
         if run.status == "completed":
@@ -208,7 +257,7 @@ class TailState:
             gate,
         )
 
-    def _stall(self, record: SpanRecord) -> TailEvent:
+    def _stall(self, record: Record) -> TailEvent:
         """A stall snapshot: about the span it hangs under, not a span of the run's own."""
         attributes = record.attributes
         run = self.model.runs.get(record.trace_id)
@@ -226,7 +275,7 @@ class TailState:
             text=str(attributes.get(keys.STALL_CALL_GRAPH) or ""),
         )
 
-    def _loop(self, record: SpanRecord) -> TailEvent:
+    def _loop(self, record: Record) -> TailEvent:
         """The event loop blocked (its pending record) or free again (the final span)."""
         attributes = record.attributes
         run = self.model.runs.get(record.trace_id)

@@ -3,10 +3,10 @@
 :func:`seed` takes what the directory holds when tail starts (through the trace index: the runs
 open now, and the offset up to which each file was indexed, so that following begins exactly
 there). :class:`Feed` then polls the :class:`~exporters.reading.follow.Follower`, decodes each
-new document, feeds the records to the :class:`~viewer.tail.TailState` and hands the events to
-a sink (lines, JSON, the screen). Every :data:`SWEEP_S` it asks whether the processes of the
-open runs are alive; a run whose process is gone ends as ``interrupted`` once its files have
-been read to their end.
+new document (:func:`~viewer.tail_records.tail_records`), feeds the records to the
+:class:`~viewer.tail.TailState` and hands the events to a sink (lines, JSON, the screen). Every
+:data:`SWEEP_S` it asks whether the processes of the open runs are alive; a run whose process is
+gone ends as ``interrupted`` once its files have been read to their end.
 """
 
 from __future__ import annotations
@@ -22,14 +22,17 @@ from exporters.reading.assemble import RUNNING
 from exporters.reading.errors import ReaderError
 from exporters.reading.follow import Followed, Follower, Start
 from exporters.reading.lines import SkipTally
-from exporters.reading.records import records_of
 from exporters.reading.source import TraceSource
 from exporters.reading.writers import parse_name, writer_alive
 from viewer.tail import TailEvent, TailState
+from viewer.tail_records import tail_records
 
-__all__ = ["POLL_S", "Feed", "Seed", "seed"]
+__all__ = ["BUSY_POLL_S", "POLL_S", "Feed", "Seed", "seed"]
 
 POLL_S: Final = 0.05  # the delay between polls when nothing is waiting to be read
+# ... and after a poll that found something, when the caller wants it soon (line mode): a
+# writer that is busy now will have more in a moment, and each line waits for the next poll
+BUSY_POLL_S: Final = 0.01
 SWEEP_S: Final = 2.0
 _YIELD_EVERY: Final = 2000  # records between yields to the event loop (the prompt, the clock)
 
@@ -76,7 +79,11 @@ def seed(
 
 
 class Feed:
-    """Polls the files, turns what was appended into events, hands them to ``sink``."""
+    """Polls the files, turns what was appended into events, hands them to ``sink``.
+
+    It polls every ``poll_s``; after a poll that found new bytes, every ``busy_poll_s`` (by
+    default ``poll_s`` too).
+    """
 
     def __init__(
         self,
@@ -86,6 +93,7 @@ class Feed:
         *,
         warn: Warn,
         poll_s: float = POLL_S,
+        busy_poll_s: float | None = None,
         sweep_s: float = SWEEP_S,
         alive: Callable[[Path], bool] = writer_alive,
     ) -> None:
@@ -94,11 +102,14 @@ class Feed:
         self.sink = sink
         self.warn = warn
         self.poll_s = poll_s
+        self.busy_poll_s = poll_s if busy_poll_s is None else busy_poll_s
+        self._found = False  # whether the last poll found new bytes
         self.sweep_s = sweep_s
         self.alive = alive
         self.skipped: dict[Path, SkipTally] = {}
         self._last_sweep = time.monotonic()
         self._dead: set[str] = set()  # writer keys found dead, their runs not ended yet
+        self._writer_keys: dict[Path, str | None] = {}
 
     async def run(self) -> int:
         """Follow until cancelled, or until the run of ``tail --run`` ends: then its exit code
@@ -111,19 +122,20 @@ class Feed:
             if followed is not None and self.state.ended(followed):
                 return self._code(followed)
             if not more:
-                await asyncio.sleep(self.poll_s)
+                await asyncio.sleep(self.busy_poll_s if self._found else self.poll_s)
 
     async def step(self) -> bool:
         """One poll: read, decode, apply, hand on. True when more is there to read at once."""
         # with writers found dead, every file is looked at, so that what this poll does not
         # find of theirs was never written
         found = self.follower.poll(thorough=bool(self._dead))
+        self._found = found.grew or bool(found.chunks)
         events: list[TailEvent] = []
         apply = self.state.apply
         trace_id = self.state.trace_id
         since_yield = 0
         for file, chunk in found.chunks:
-            batch = records_of(chunk.data, file.id, trace_id=trace_id)
+            batch = tail_records(chunk.data, trace_id=trace_id)
             if batch.error is not None:
                 self._skip(file.path, chunk.line, batch.error, "line")
             elif batch.bad_spans:
@@ -156,31 +168,42 @@ class Feed:
         """The writers of open runs whose process is gone (asked once per writer)."""
         verdicts: dict[str, bool] = {}
         for path in self.state.open_run_paths().values():
-            writer = parse_name(path.name)
-            if writer is None:
+            key = self._writer_key(path)
+            if key is None:
                 continue  # another tool's file: nothing tells whether its writer lives
-            if writer.key not in verdicts:
-                verdicts[writer.key] = self.alive(path)
+            if key not in verdicts:
+                verdicts[key] = self.alive(path)
         return {key for key, alive in verdicts.items() if not alive}
 
     def _interrupt(self, found: Followed) -> list[TailEvent]:
         """End the open runs of writers found dead before this poll, once this poll found
         nothing more of theirs: a process that is gone may have left its last lines unread
         (tail behind a busy writer), and they must end its runs, not an ``interrupted``."""
-        still_read = {
-            writer.key for file, _ in found.chunks if (writer := parse_name(file.path.name))
-        }
+        still_read = {self._writer_key(file.path) for file, _ in found.chunks}
         settled = self._dead - still_read
         self._dead -= settled
         out: list[TailEvent] = []
         now_ns = time.time_ns()
         for trace_id, path in self.state.open_run_paths().items():
-            writer = parse_name(path.name)
-            if writer is not None and writer.key in settled:
+            key = self._writer_key(path)
+            if key is not None and key in settled:
                 event = self.state.interrupt(trace_id, now_ns)
                 if event is not None:
                     out.append(event)
         return out
+
+    def _writer_key(self, path: Path) -> str | None:
+        """The key of the writer of a graphtrace file (None for another tool's), remembered:
+        asked for each open run at each sweep, and for each line read while a writer is gone."""
+        try:
+            return self._writer_keys[path]
+        except KeyError:
+            pass
+        writer = parse_name(path.name)
+        if len(self._writer_keys) >= 1024:
+            self._writer_keys.clear()
+        key = self._writer_keys[path] = writer.key if writer is not None else None
+        return key
 
     def _skip(self, path: Path, line: int, reason: str, what: str, count: int = 1) -> None:
         """Count what could not be read; say so the first time for each file."""

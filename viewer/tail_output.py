@@ -42,15 +42,24 @@ _CALL_GRAPH_LINES: Final = 24
 _encoder = msgspec.json.Encoder()
 
 
-_last_second: list[Any] = [None, ""]  # the last second formatted: events come many a second
+# The last second and the last millisecond formatted: events come many a millisecond.
+_last_second: list[Any] = [None, ""]
+_last_milli: list[int] = [-1]
+_last_milli_text: list[str] = [""]
 
 
 def clock(ns: int) -> str:
     """Local time of day to the millisecond."""
-    seconds, rest = divmod(ns, 1_000_000_000)
+    milli = ns // 1_000_000
+    if _last_milli[0] == milli:
+        return _last_milli_text[0]
+    seconds, rest = divmod(milli, 1000)
     if _last_second[0] != seconds:
         _last_second[:] = [seconds, time.strftime("%H:%M:%S", time.localtime(seconds))]
-    return f"{_last_second[1]}.{rest // 1_000_000:03d}"
+    text = f"{_last_second[1]}.{rest:03d}"
+    _last_milli[0] = milli
+    _last_milli_text[0] = text
+    return text
 
 
 def answer_hint(run_id: str, gate_id: str, trace_dir_option: str) -> str:
@@ -71,14 +80,17 @@ def _indented(text: str) -> str:
 
 def event_line(event: TailEvent, trace_dir_option: str = "") -> str:
     """The plain line of an event (with its call graph or stack indented below it)."""
-    head = f"{clock(event.time_ns)}  {event.run_id or '-'}  "
     kind = event.kind
+    # the two kinds nearly every line is, each in one f-string
     if kind == "span_end":
-        took = duration(event.duration_ns or 0)
-        tail = f"  {event.error}" if event.error else ""
-        return f"{head}end    {event.name}  {took}  {event.status}{tail}"
+        error = event.error
+        return (
+            f"{clock(event.time_ns)}  {event.run_id or '-'}  end    {event.name}  "
+            f"{duration(event.duration_ns or 0)}  {event.status}{'  ' if error else ''}{error}"
+        )
     if kind == "span_start":
-        return f"{head}start  {event.name}"
+        return f"{clock(event.time_ns)}  {event.run_id or '-'}  start  {event.name}"
+    head = f"{clock(event.time_ns)}  {event.run_id or '-'}  "
     if kind == "run_start":
         return f"{head}run    started  {event.graph}"
     if kind == "run_end":
@@ -252,6 +264,6 @@ class LineSink:
             text = b"\n".join(event_json(e) for e in events).decode() + "\n"
         else:
             option = self.trace_dir_option
-            text = "\n".join(event_line(e, option) for e in events) + "\n"
+            text = "\n".join([event_line(e, option) for e in events]) + "\n"
         self.stream.write(text)
         self.stream.flush()

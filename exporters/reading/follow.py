@@ -12,14 +12,22 @@ keeps its own offset (the end of its last complete line), so:
   still open on it, and the new file at the old name from its start; a file truncated in place
   (``copytruncate``) is read again from its start.
 
+Files are read in the order they were first seen, and a file with more than one poll reads
+(:data:`READ_LIMIT`) holds back the files seen after it until it has been read to its end: a
+writer's records are read in the order it wrote them, across its rotated files too.
+
 Existing files are taken from their end (the end of their last complete line), or from a given
 offset (the place up to which an index has read them, so nothing falls between), or from their
 start. Pretty-printed documents (``json.dump(..., indent=2)``) are not live output: a new one is
 read whole once, and an existing one is left where it is.
 
-Cost when nothing is written: one ``fstat`` per active file per poll and a directory listing
-every :data:`SCAN_INTERVAL`; files quiet for :data:`QUIET_AFTER` seconds are closed and looked at
-(``stat``) once per :data:`QUIET_CHECK` only.
+New files are seen at the first poll after they appear: each poll looks at the directory's
+modification time (one ``stat``), and lists the directory when it has changed, and in any case
+every :data:`SCAN_INTERVAL` (a file system whose times are coarse may not show every change).
+
+Cost when nothing is written: one ``stat`` of the directory and one ``fstat`` per active file per
+poll, and a directory listing every :data:`SCAN_INTERVAL`; files quiet for :data:`QUIET_AFTER`
+seconds are closed and looked at (``stat``) once per :data:`QUIET_CHECK` only.
 """
 
 from __future__ import annotations
@@ -48,7 +56,7 @@ FOLLOW_PATTERNS: Final = ("*.jsonl", "*.json")
 SCAN_INTERVAL: Final = 0.2  # seconds between directory listings (new and renamed files)
 QUIET_AFTER: Final = 5.0  # a file that has not grown for this long is closed
 QUIET_CHECK: Final = 1.0  # and looked at this often
-READ_LIMIT: Final = 4 * 2**20  # bytes read from one file per poll: bounds memory on a backlog
+READ_LIMIT: Final = 2**20  # bytes read from one file per poll: bounds memory on a backlog
 _WHITESPACE: Final = b" \t\r\n"
 
 # Where existing files begin: "end" or "start" for all of them, or (offset, line number) per path:
@@ -87,6 +95,7 @@ class Followed:
     chunks: list[tuple[FollowedFile, Chunk]] = field(default_factory=list)
     new_files: list[FollowedFile] = field(default_factory=list)
     more: bool = False  # a file has more bytes than one poll reads: poll again at once
+    grew: bool = False  # a file had new bytes (perhaps no complete line yet): a writer is busy
 
 
 class Follower:
@@ -110,6 +119,7 @@ class Follower:
         self.files: dict[tuple[int, int], FollowedFile] = {}
         self._next_id = 1
         self._last_scan = -1e9
+        self._listed_mtime = -1  # the directory's mtime (ns) when it was last listed
         self._initial = start
         self._started = False
 
@@ -134,8 +144,16 @@ class Follower:
             out[(info.st_dev, info.st_ino)] = Path(entry.path)
         return out
 
+    def _mtime(self) -> int:
+        try:
+            return os.stat(self.directory).st_mtime_ns
+        except OSError:
+            return -1  # not there (yet): the scan interval looks again
+
     def _scan(self, now: float, found: Followed) -> None:
         self._last_scan = now
+        # taken before the listing: a file that appears while it is made changes it again
+        self._listed_mtime = self._mtime()
         listing = self._listing()
         for key, path in sorted(listing.items(), key=lambda item: item[1].name):
             known = self.files.get(key)
@@ -201,10 +219,20 @@ class Follower:
         """
         now = self.clock()
         found = Followed()
-        if thorough or not self._started or now - self._last_scan >= SCAN_INTERVAL:
+        if (
+            thorough
+            or not self._started
+            or now - self._last_scan >= SCAN_INTERVAL
+            or self._mtime() != self._listed_mtime
+        ):
             self._scan(now, found)
             self._started = True
-        for file in list(self.files.values()):
+        for file in list(self.files.values()):  # in the order they were first seen
+            if found.more:
+                # a file was read only in part (a backlog): the files seen after it wait for the
+                # next poll, which comes at once, so that a writer's next file after a rotation
+                # never comes before the rest of the one it filled
+                break
             if file.fd < 0:
                 if not thorough and now - file.last_check < QUIET_CHECK:
                     continue
@@ -252,6 +280,7 @@ class Follower:
                 self._close(file)
             return
         file.last_growth = now
+        found.grew = True
         want = min(size - have, READ_LIMIT)
         try:
             data = os.pread(file.fd, want, have)
@@ -272,9 +301,10 @@ class Follower:
         chunks = found.chunks
         while start < cut:
             newline = data.index(b"\n", start)
-            if newline > start and data[start:newline].strip(_WHITESPACE):
-                text = data[start:newline]
-                chunks.append((file, Chunk(base + start, newline - start, line, text)))
+            if newline > start:
+                text = data[start:newline]  # one copy: lines may be long (a writer's batch)
+                if text.strip(_WHITESPACE):
+                    chunks.append((file, Chunk(base + start, newline - start, line, text)))
             line += 1
             start = newline + 1
         file.offset = base + cut

@@ -19,7 +19,7 @@ from graphtrace.cli.app import DEFAULT_DIR, DebugOption, TraceDirOption, app, er
 from graphtrace.cli.errors import CLIError
 from graphtrace.cli.trace_inputs import piped_output
 from viewer.tail import TailState
-from viewer.tail_feed import Feed, seed
+from viewer.tail_feed import BUSY_POLL_S, Feed, seed
 from viewer.tail_output import LineSink
 from viewer.tail_screen import EXIT_INTERRUPTED, TailScreen, run_screen
 
@@ -99,7 +99,8 @@ def _tail(trace_dir: Path, *, run: str | None, as_json: bool, from_start: bool) 
             quoted = shlex.quote(str(trace_dir))
             option = "" if trace_dir == DEFAULT_DIR else f" --trace-dir {quoted}"
             sink = LineSink(sys.stdout, as_json=as_json, trace_dir_option=option)
-            feed = Feed(follower, state, sink, warn=_warn)
+            # a reader of lines wants each one soon after its span ends
+            feed = Feed(follower, state, sink, warn=_warn, busy_poll_s=BUSY_POLL_S)
             _warn(f"{note}; Ctrl-C stops")
             with piped_output():
                 if snapshot:
