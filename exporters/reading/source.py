@@ -109,7 +109,8 @@ class TraceSource:
                 self.index = TraceIndex(trace_dir / INDEX_PATH, trace_dir)
             except (OSError, sqlite3.Error):
                 self.index = TraceIndex(None, trace_dir)  # a read-only dir: index in memory
-        self.index.update(self._paths())
+        with gc_paused():  # indexing allocates per span and frees almost nothing meanwhile
+            self.index.update(self._paths())
         self._files = {f.id: f for f in self.index.files()}
         self._alive: dict[str, bool] = {}
 
