@@ -10,7 +10,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from tracing.provider import LeanTracerProvider
+from tracing.provider import FanOut, LeanTracerProvider
 
 
 class Collect(SpanProcessor):
@@ -102,3 +102,18 @@ def test_explicit_parent_context(setup: tuple[trace.Tracer, Collect]) -> None:
     parent.end()
     c = collect.ended[0]
     assert c.parent is not None and c.parent.span_id == parent.get_span_context().span_id
+
+
+def test_a_fan_out_retargeted_later_reaches_its_new_targets_only() -> None:
+    # configure() swaps its router's targets after the provider has flattened them
+    provider = LeanTracerProvider()
+    router = FanOut()
+    provider.add_span_processor(router)
+    first, second = Collect(), Collect()
+    router.targets = (first,)
+    tracer = provider.get_tracer("test")
+    tracer.start_span("one").end()
+    router.targets = (second,)
+    tracer.start_span("two").end()
+    assert [s.name for s in first.started] == ["one"] == [s.name for s in first.ended]
+    assert [s.name for s in second.started] == ["two"] == [s.name for s in second.ended]

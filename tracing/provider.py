@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import random
 import traceback
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from random import getrandbits
 from time import time_ns
@@ -325,7 +326,8 @@ class FanOut(SpanProcessor):
 
     def __init__(self) -> None:
         self._targets: tuple[SpanProcessor, ...] = ()
-        self._watchers: list[_Processors] = []
+        # weak: a provider that is dropped (tests make many) must not be kept alive by this
+        self._watchers: weakref.WeakSet[_Processors] = weakref.WeakSet()
 
     @property
     def targets(self) -> tuple[SpanProcessor, ...]:
@@ -338,7 +340,7 @@ class FanOut(SpanProcessor):
             watcher.refresh()
 
     def watch(self, watcher: _Processors) -> None:
-        self._watchers.append(watcher)
+        self._watchers.add(watcher)
 
     def on_start(self, span: Any, parent_context: context_api.Context | None = None) -> None:
         for target in self._targets:
