@@ -201,9 +201,9 @@ def _attributes(attributes: Mapping[str, Any]) -> str:
             if pair is None:
                 if len(pair_cache) >= _PAIR_CACHE_MAX:
                     pair_cache.clear()
-                prefix = key_cache.get(key) or _key_prefix(key)
+                prefix_text = key_cache.get(key) or _key_prefix(key)
                 pair = pair_cache[(key, value)] = (
-                    f'{prefix}"stringValue":{encode_basestring(value)}}}}}'
+                    f'{prefix_text}"stringValue":{encode_basestring(value)}}}}}'
                 )
             append(pair)
             continue
@@ -645,7 +645,7 @@ def encode_batch(items: Iterable[ReadableSpan | PendingSpan | Started]) -> str:
             scope = item.scope  # type: ignore[union-attr]
         else:
             encoded = _encode_span(item)  # type: ignore[arg-type]
-            resource = item.resource
+            resource = item.resource  # type: ignore[union-attr]
             scope = item.instrumentation_scope  # type: ignore[union-attr]
         if resource is last_resource and scope is last_scope:
             bucket.append(encoded)

@@ -62,7 +62,7 @@ def _decision_shape(node: NodeSpec) -> Shape:
     if shape is None:
         choices = tuple(c.__name__ for c in node.successors)
         choices += (END_CHOICE,) if node.may_end else ()
-        model = create_model("NextStep", next=(Literal[choices], ...))  # type: ignore[call-overload]
+        model = create_model("NextStep", next=(Literal[choices], ...))  # type: ignore[call-overload, arg-type]
         shape = _decision_shapes[node.cls] = _shape(model, decide_head(node))
     return shape
 

@@ -187,7 +187,7 @@ class RunPool:
             # leaving on an error or a cancel: nothing queued may start, running runs end
             self.cancel_all()
         try:
-            return await self._group.__aexit__(exc_type, exc, tb)
+            return await self._group.__aexit__(exc_type, exc, tb)  # type: ignore[func-returns-value]
         except BaseExceptionGroup as group:
             # runs never raise into the group, so this is the body's own error: let it leave
             # as itself rather than wrapped

@@ -173,7 +173,7 @@ class LiveSpanProcessor(SpanProcessor):
         append = batch.append
         for _ in range(starts):
             item = started.popleft()
-            if type(item) is Started:
+            if isinstance(item, Started):
                 append(item)
             else:  # a LeanSpan: the attributes it started with are still there, unchanged
                 append(Started(item, item._start_attributes))  # type: ignore[attr-defined]

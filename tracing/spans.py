@@ -7,6 +7,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from types import TracebackType
+from typing import Any
 
 from opentelemetry import context as context_api
 from opentelemetry import trace
@@ -133,7 +134,8 @@ class open_span:  # lower case: used like a function, ``with open_span(name) as 
         if _SPAN_KEY is not None and type(active) is LeanTracer:
             # graphtrace's own provider: the parent from the current context, one context copy
             current = context_api.get_current()
-            span: Span = active.start_child(self._name, self._attributes, current.get(_SPAN_KEY))
+            parent: Any = current.get(_SPAN_KEY)  # a Span, or None at the root
+            span: Span = active.start_child(self._name, self._attributes, parent)
             self._token = context_api.attach(Context({**current, _SPAN_KEY: span}))
         else:
             span = active.start_span(self._name, attributes=self._attributes)
