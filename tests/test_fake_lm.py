@@ -5,11 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import os
-import subprocess
-import sys
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import pytest
@@ -18,6 +14,7 @@ from pydantic import BaseModel, Field
 from graphtrace.errors import LMError
 from graphtrace.lm.fake import FakeLM
 from graphtrace.lm.protocol import LM, Completion, Message
+from tests.process_support import python_output
 
 
 class Reply(BaseModel):
@@ -89,16 +86,8 @@ def test_stable_across_processes() -> None:
         "c = asyncio.run(FakeLM(seed=9).complete([Message('user', 'hi')], schema))\n"
         "print(c.text)\n"
     )
-    env = {**os.environ, "PYTHONHASHSEED": "4242"}
-    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parents[1]), env.get("PYTHONPATH", "")])
-    out = subprocess.run(
-        [sys.executable, "-c", code, json.dumps(SCHEMA)],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=True,
-    )
-    assert out.stdout.strip() == ask(FakeLM(seed=9), [Message("user", "hi")]).text
+    out = python_output(code, json.dumps(SCHEMA), hash_seed=4242)
+    assert out == ask(FakeLM(seed=9), [Message("user", "hi")]).text
 
 
 def test_mapping_messages_are_accepted() -> None:

@@ -31,6 +31,16 @@ def numbers(follower: Follower) -> list[int]:
     return [json.loads(chunk.data)["n"] for _, chunk in follower.poll().chunks]
 
 
+def drained(follower: Follower) -> list[int]:
+    """Every number waiting, over as many polls as it takes (each poll reads a bounded piece)."""
+    got: list[int] = []
+    while True:
+        found = follower.poll()
+        got += [json.loads(chunk.data)["n"] for _, chunk in found.chunks]
+        if not found.more:
+            return got
+
+
 def append(path: Path, text: str) -> None:
     with open(path, "a") as f:
         f.write(text)
@@ -213,13 +223,7 @@ def test_a_backlog_is_read_in_bounded_pieces(
     with Follower(tmp_path, clock=Clock()) as follower:
         follower.poll()
         append(path, "".join(doc(n) for n in range(10)))
-        got: list[int] = []
-        while True:
-            found = follower.poll()
-            got += [json.loads(c.data)["n"] for _, c in found.chunks]
-            if not found.more:
-                break
-        assert got == list(range(10))
+        assert drained(follower) == list(range(10))
 
 
 def test_a_backlog_in_a_rotated_file_is_read_before_its_successor(
@@ -234,10 +238,5 @@ def test_a_backlog_in_a_rotated_file_is_read_before_its_successor(
         follower.poll()
         append(first, "".join(doc(n) for n in range(10)))  # more than a poll reads
         (tmp_path / "traces-20260101T000000-h-1-001.jsonl").write_text(doc(10) + doc(11))
-        got: list[int] = []
-        while True:
-            found = follower.poll()
-            got += [json.loads(c.data)["n"] for _, c in found.chunks]
-            if not found.more:
-                break
-        assert got == list(range(12))  # a span's start in the first file, its end in the next
+        # as a span's start in the first file and its end in the next must be
+        assert drained(follower) == list(range(12))

@@ -8,11 +8,8 @@ import enum
 import ipaddress
 import json
 import math
-import os
 import random
 import re
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
@@ -30,6 +27,7 @@ from pydantic import (
 )
 
 from graphtrace.lm.schema_values import sample_json, value_for_schema
+from tests.process_support import python_output
 
 SEEDS = range(50)
 WORDS = re.compile(r"[a-z]+( [a-z]+)*")
@@ -220,16 +218,8 @@ def test_stable_across_processes() -> None:
         "from graphtrace.lm.schema_values import sample_json\n"
         "print(sample_json(json.loads(sys.argv[1]), 'seed-x'))\n"
     )
-    env = {**os.environ, "PYTHONHASHSEED": "12345"}
-    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parents[1]), env.get("PYTHONPATH", "")])
-    out = subprocess.run(
-        [sys.executable, "-c", code, json.dumps(schema)],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=True,
-    )
-    assert out.stdout.strip() == sample_json(schema, "seed-x")
+    out = python_output(code, json.dumps(schema), hash_seed=12345)
+    assert out == sample_json(schema, "seed-x")
 
 
 def test_variety() -> None:
