@@ -12,16 +12,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import resource
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import linear5, machine
+from exporters.otlp_json import PENDING_ATTRIBUTE
 from graphtrace import FakeLM, RunPool, RunState, configure
+from graphtrace.lm.protocol import Message
 from tracing.spans import suspended
 
 LATENCY = 0.01
@@ -44,6 +49,47 @@ async def through_pool(runs: int) -> float:
     return elapsed
 
 
+async def fake_lm_call_ms(calls: int = 2_000) -> float:
+    """The mean duration of a ``FakeLM(latency=LATENCY)`` call, LM_SLOTS at a time, no graph:
+    how close the simulated latency is to the one the ideal assumes."""
+    lm = FakeLM(latency=LATENCY)
+    loop = asyncio.get_running_loop()
+    messages = [Message("user", "how long?")]
+    schema = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
+    durations: list[float] = []
+
+    async def caller(count: int) -> None:
+        for _ in range(count):
+            started = loop.time()
+            await lm.complete(messages, schema)
+            durations.append(loop.time() - started)
+
+    async with asyncio.TaskGroup() as group:
+        for _ in range(LM_SLOTS):
+            group.create_task(caller(calls // LM_SLOTS))
+    return 1000 * sum(durations) / len(durations)
+
+
+def chat_span_ms(trace_dir: Path) -> float:
+    """The mean duration of the traced run's ``chat`` spans, read back from its files."""
+    durations = [
+        int(span["endTimeUnixNano"]) - int(span["startTimeUnixNano"])
+        for span in _spans(trace_dir)
+        if span["name"].startswith("chat ")
+        and not any(a["key"] == PENDING_ATTRIBUTE for a in span["attributes"])
+    ]
+    return sum(durations) / len(durations) / 1e6 if durations else float("nan")
+
+
+def _spans(trace_dir: Path) -> Iterator[dict[str, Any]]:
+    for path in sorted(trace_dir.glob("*.jsonl")):
+        with path.open("rb") as lines:
+            for line in lines:
+                for resource in json.loads(line)["resourceSpans"]:
+                    for scope in resource["scopeSpans"]:
+                        yield from scope["spans"]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1,000 runs instead of 10,000")
@@ -63,6 +109,8 @@ def main() -> int:
         size = sum(p.stat().st_size for p in Path(tmp, "traces").glob("*.jsonl"))
         lost = tracing.lost_spans
         tracing.shutdown()
+        traced_chat_ms = chat_span_ms(Path(tmp, "traces"))
+    lone_call_ms = asyncio.run(fake_lm_call_ms())
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     ok = traced <= 1.5 * ideal and untraced <= 1.1 * ideal and peak_mb <= 1024 and not lost
     print(f"machine: {machine()}")
@@ -74,6 +122,10 @@ def main() -> int:
         f"{size / 2**20:.1f} MiB of trace, {lost} lost"
     )
     print(f"peak RSS:  {peak_mb:6.0f} MB (target <= 1024 MB)")
+    print(
+        f"FakeLM calls: {lone_call_ms:.2f} ms on average alone ({LM_SLOTS} at a time), "
+        f"{traced_chat_ms:.2f} ms as traced chat spans in the run (latency {LATENCY * 1000:g} ms)"
+    )
     print("OK" if ok else "MISSED")
     return 0 if ok else 1
 

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from graphtrace.deps import check_node_deps
 from graphtrace.errors import GraphDefinitionError, InputError
+from graphtrace.lm.slots import CallSlots
 from graphtrace.node import Node
 from graphtrace.run import GateCallback, Run
 from graphtrace.spec import DepSpec, FieldSpec, NodeSpec, inspect_node
@@ -116,7 +117,7 @@ class Graph:
         max_steps: int | None = None,
         auto_answer: bool = False,
         on_gate: GateCallback | None = None,
-        lm_limiter: asyncio.Semaphore | None = None,
+        lm_limiter: CallSlots | None = None,
         timeout: float | None = None,
         **inputs: Any,
     ) -> Run:

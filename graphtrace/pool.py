@@ -26,6 +26,7 @@ from graphtrace.control.server import ControlServer
 from graphtrace.errors import RunCancelled
 from graphtrace.gates import PendingGate
 from graphtrace.graph import Graph
+from graphtrace.lm.slots import CallSlots
 from graphtrace.node import Node
 from graphtrace.run import GateCallback, Run, RunState
 from tracing.setup import current as current_tracing
@@ -146,7 +147,7 @@ class RunPool:
         self.counts: dict[RunState, int] = dict.fromkeys(RunState, 0)
         """Finished runs by final state (pending/running/waiting are read from ``active``)."""
         self._group: asyncio.TaskGroup | None = None
-        self._lm_limiter: asyncio.Semaphore | None = None
+        self._lm_limiter: CallSlots | None = None
         self._queue: deque[RunHandle] = deque()
         self._active: dict[str, RunHandle] = {}
         self._finished_handles: deque[RunHandle] = deque(maxlen=history)
@@ -169,7 +170,7 @@ class RunPool:
         self._group = asyncio.TaskGroup()
         await self._group.__aenter__()
         if self.max_lm_calls is not None:
-            self._lm_limiter = asyncio.Semaphore(self.max_lm_calls)
+            self._lm_limiter = CallSlots(self.max_lm_calls)
         tracing = current_tracing()
         if self._control_wanted and tracing is not None:
             # its serving task belongs to the pool's group, so it cannot outlive the pool

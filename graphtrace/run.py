@@ -32,6 +32,7 @@ from graphtrace.fields import Gate
 from graphtrace.fill import Filler
 from graphtrace.gates import PendingGate, encode_answer
 from graphtrace.lm.caller import LMCaller
+from graphtrace.lm.slots import CallSlots
 from graphtrace.node import Node
 from graphtrace.spec import FieldSpec, NodeSpec
 from tracing import names
@@ -110,7 +111,7 @@ class Run:
         max_steps: int = 50,
         auto_answer: bool = False,
         on_gate: GateCallback | None = None,
-        lm_limiter: asyncio.Semaphore | None = None,
+        lm_limiter: CallSlots | None = None,
         fill_retries: int = 2,
         timeout: float | None = None,
         control: GateControl | None = None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import random
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
@@ -12,6 +13,7 @@ import pytest
 from pydantic import BaseModel, Field
 
 from graphtrace.errors import LMError
+from graphtrace.lm import fake as fake_module
 from graphtrace.lm.fake import FakeLM
 from graphtrace.lm.protocol import LM, Completion, Message
 from tests.process_support import python_output
@@ -188,16 +190,59 @@ def test_failures_arrive_after_the_latency(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def record_sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """Replace asyncio.sleep with one that records the delay and only yields."""
+    """Replace FakeLM's wait with one that records the delay and only yields."""
     delays: list[float] = []
-    real_sleep = asyncio.sleep
 
-    async def fake_sleep(delay: float, result: Any = None) -> Any:
+    async def fake_elapse(delay: float) -> None:
         delays.append(delay)
-        return await real_sleep(0, result)
+        await asyncio.sleep(0)
 
-    monkeypatch.setattr(asyncio, "sleep", fake_sleep)
+    monkeypatch.setattr(fake_module, "_elapse", fake_elapse)
     return delays
+
+
+def test_a_call_ends_at_most_a_tick_and_a_half_before_its_latency() -> None:
+    # calls wait on the timer of the millisecond tick they are due in, aimed half a tick early
+    # (asyncio's timers fire up to a tick late)
+    async def timed(lm: FakeLM) -> float:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await lm.complete(prompt(), SCHEMA)
+        return loop.time() - started
+
+    assert asyncio.run(timed(FakeLM(latency=0.05))) >= 0.05 - 1.5 / fake_module._TICK_MS
+
+
+def test_calls_due_in_the_same_tick_share_one_timer() -> None:
+    async def scenario() -> tuple[int, bool]:
+        loop = asyncio.get_running_loop()
+        timers = 0
+        call_at = loop.call_at
+
+        def counting_call_at(when: float, *args: Any, **kwargs: Any) -> asyncio.TimerHandle:
+            nonlocal timers
+            timers += 1
+            return call_at(when, *args, **kwargs)
+
+        loop.call_at = counting_call_at  # type: ignore[method-assign]
+        lm = FakeLM(latency=0.02)
+        cancelled = asyncio.create_task(lm.complete(prompt("cancelled"), SCHEMA))
+        calls = [asyncio.create_task(lm.complete(prompt(str(i)), SCHEMA)) for i in range(50)]
+        await asyncio.sleep(0)  # every call is waiting now, within a tick or two
+        cancelled.cancel()
+        await asyncio.gather(*calls)
+        return timers, cancelled.cancelled()
+
+    timers, cancelled = asyncio.run(scenario())
+    assert 1 <= timers <= 3  # 51 calls started together: one timer per tick they fall in
+    assert cancelled
+
+
+def test_reseeding_in_c_is_the_same_as_random_seed() -> None:
+    # _draws skips random.Random.seed's Python wrapper; the state must be the same
+    for seed in (0, 1, 2**64 + 3, 2**127 - 1):
+        expected, drawn = random.Random(seed), fake_module._draws(seed)
+        assert [drawn.random() for _ in range(3)] == [expected.random() for _ in range(3)]
 
 
 def test_jitter_is_deterministic_and_bounded(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -236,7 +236,25 @@ class LeanTracer(trace_api.Tracer):
     ) -> LeanSpan:
         """Start an internal span under ``parent`` (the current span, None for a root): the
         runtime's path, without :meth:`start_span`'s keyword handling and context lookup."""
-        return self._start(name, parent, SpanKind.INTERNAL, attributes, (), None, None)
+        if type(parent) is not LeanSpan:
+            return self._start(name, parent, SpanKind.INTERNAL, attributes, (), None, None)
+        # under one of our own spans, whose context is valid by construction: its fields read
+        # straight from the tuple (SpanContext's properties and is_valid are Python calls)
+        parent_context: Any = parent._context
+        span_context = tuple.__new__(
+            SpanContext,
+            (
+                parent_context[0],
+                getrandbits(64) or _nonzero(64),
+                False,
+                _SAMPLED,
+                parent_context[4],
+                True,
+            ),
+        )
+        return self._open(
+            name, span_context, parent_context, SpanKind.INTERNAL, attributes, (), time_ns(), None
+        )
 
     def _start(
         self,
@@ -269,6 +287,28 @@ class LeanTracer(trace_api.Tracer):
                 (_nonzero(128), _nonzero(64), False, _SAMPLED, DEFAULT_TRACE_STATE, True),
             )
             parent_context = None
+        return self._open(
+            name,
+            span_context,
+            parent_context,
+            kind,
+            attributes,
+            links,
+            start_time or time_ns(),
+            context,
+        )
+
+    def _open(
+        self,
+        name: str,
+        span_context: SpanContext,
+        parent_context: SpanContext | None,
+        kind: SpanKind,
+        attributes: Attributes,
+        links: Sequence[Link],
+        start_time: int,
+        context: context_api.Context | None,
+    ) -> LeanSpan:
         provider = self._provider
         processor = provider.processor
         span = LeanSpan(
@@ -278,7 +318,7 @@ class LeanTracer(trace_api.Tracer):
             kind,
             attributes,
             links,
-            start_time or time_ns(),
+            start_time,
             provider.resource,
             self._scope,
             processor,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
@@ -22,6 +23,22 @@ try:  # the key the API keeps the current span under; the public path when it is
     from opentelemetry.trace.propagation import _SPAN_KEY
 except ImportError:  # pragma: no cover - a future API that renames it
     _SPAN_KEY = None  # type: ignore[assignment]
+
+log = logging.getLogger("graphtrace")
+
+
+def _runtime_context_var() -> ContextVar[Context] | None:
+    """The ContextVar behind the API's current context, when the runtime context is the stock
+    contextvars one: setting it directly skips two layers of calls per span (None otherwise,
+    and the public attach/detach are used)."""
+    runtime = getattr(context_api, "_RUNTIME_CONTEXT", None)
+    var = getattr(runtime, "_current_context", None)
+    if type(runtime).__name__ == "ContextVarsRuntimeContext" and isinstance(var, ContextVar):
+        return var
+    return None
+
+
+_CURRENT_CONTEXT = _runtime_context_var() if _SPAN_KEY is not None else None
 
 _tracer: trace.Tracer | None = None
 _suspended = False
@@ -131,12 +148,12 @@ class open_span:  # lower case: used like a function, ``with open_span(name) as 
         active = _tracer if _tracer is not None and not _suspended else tracer()
         if active is None:
             return trace.INVALID_SPAN
-        if _SPAN_KEY is not None and type(active) is LeanTracer:
+        if _CURRENT_CONTEXT is not None and type(active) is LeanTracer:
             # graphtrace's own provider: the parent from the current context, one context copy
-            current = context_api.get_current()
+            current = _CURRENT_CONTEXT.get()
             parent: Any = current.get(_SPAN_KEY)  # a Span, or None at the root
             span: Span = active.start_child(self._name, self._attributes, parent)
-            self._token = context_api.attach(Context({**current, _SPAN_KEY: span}))
+            self._token = _CURRENT_CONTEXT.set(Context({**current, _SPAN_KEY: span}))
         else:
             span = active.start_span(self._name, attributes=self._attributes)
             self._token = context_api.attach(trace.set_span_in_context(span))
@@ -156,8 +173,19 @@ class open_span:  # lower case: used like a function, ``with open_span(name) as 
             if exc is not None:
                 _record_error(span, exc)
         finally:
-            context_api.detach(self._token)  # type: ignore[arg-type]  # set with the span
+            _detach(self._token)  # type: ignore[arg-type]  # set with the span
             span.end()
+
+
+def _detach(token: Token[Context]) -> None:
+    """``context_api.detach``: a token from another context is logged, never raised."""
+    if _CURRENT_CONTEXT is None:
+        context_api.detach(token)
+        return
+    try:
+        _CURRENT_CONTEXT.reset(token)
+    except (ValueError, RuntimeError):  # made in another context, or used already
+        log.exception("Failed to detach context")
 
 
 def _record_error(span: Span, exc: BaseException) -> None:

@@ -8,7 +8,6 @@ model and id), or, when the call fails, ``error.type`` and whatever the failed a
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -18,6 +17,7 @@ from opentelemetry.trace import Span
 from graphtrace.errors import LMResponseError
 from graphtrace.lm.content import ContentCapture, input_messages, output_messages
 from graphtrace.lm.protocol import LM, Completion, Message
+from graphtrace.lm.slots import CallSlots
 from tracing import names
 from tracing.spans import open_span
 
@@ -53,13 +53,17 @@ class LMCaller:
     def __init__(
         self,
         lm: LM,
-        limiter: asyncio.Semaphore | None = None,
+        limiter: CallSlots | None = None,
         capture: ContentCapture | None = None,
     ) -> None:
         if not _implements_lm(lm):
             raise TypeError(
                 f"lm must implement graphtrace.LM (model, provider, async complete()); "
                 f"got {type(lm).__name__}"
+            )
+        if limiter is not None and not isinstance(limiter, CallSlots):
+            raise TypeError(
+                f"limiter must be a graphtrace.lm.slots.CallSlots, got {type(limiter).__name__}"
             )
         self.lm = lm
         self.limiter = limiter
@@ -76,12 +80,19 @@ class LMCaller:
     async def complete(
         self, messages: Sequence[Message], schema: Mapping[str, Any], *, purpose: str, attempt: int
     ) -> Completion:
-        if self.limiter is None:
-            return await self._traced(messages, schema, purpose, attempt, 0.0)
-        queued = time.perf_counter()
-        async with self.limiter:
+        limiter = self.limiter
+        if limiter is None:
+            return await self._traced(messages, schema, purpose, attempt, None)
+        if limiter.try_acquire():
+            wait_ms = 0.0
+        else:
+            queued = time.perf_counter()
+            await limiter.acquire()
             wait_ms = (time.perf_counter() - queued) * 1000.0
+        try:
             return await self._traced(messages, schema, purpose, attempt, wait_ms)
+        finally:
+            limiter.release()
 
     async def _traced(
         self,
@@ -89,12 +100,12 @@ class LMCaller:
         schema: Mapping[str, Any],
         purpose: str,
         attempt: int,
-        wait_ms: float,
+        wait_ms: float | None,
     ) -> Completion:
         attributes = dict(self._base_attributes)
         attributes[names.LM_PURPOSE] = purpose
         attributes[names.LM_ATTEMPT] = attempt
-        if self.limiter is not None:
+        if wait_ms is not None:
             attributes[LM_QUEUE_MS] = round(wait_ms, 3)
         with open_span(self._span_name, attributes) as span:
             try:

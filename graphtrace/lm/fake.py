@@ -12,6 +12,7 @@ runs, because no RNG state is shared between calls.
 
 from __future__ import annotations
 
+import _random
 import asyncio
 import hashlib
 import inspect
@@ -19,6 +20,7 @@ import json
 import math
 import random
 import threading
+import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final, TypeAlias
 
@@ -43,7 +45,9 @@ class FakeLM:
 
     Args:
         seed: varies every answer; two FakeLMs with the same seed answer alike.
-        latency: seconds each call waits (``asyncio.sleep``, so other runs proceed meanwhile).
+        latency: seconds each call lasts, on average (a timer on the event loop, so other runs
+            proceed meanwhile; it is aimed one millisecond tick early, as asyncio's timers fire
+            up to a tick late and a real reply would not).
         failure_rate: the fraction of prompts, in [0, 1], answered with :class:`LMError`.
         model: the model name reported in spans and completions.
         jitter: a deterministic ±fraction of ``latency``, in [0, 1].
@@ -128,12 +132,17 @@ class FakeLM:
 
         delay = self.latency * (1.0 + self.jitter * (2.0 * jitter_roll - 1.0))
         if delay > 0:
-            await asyncio.sleep(delay)
+            await _elapse(delay)
         if fail_roll < self.failure_rate:
             raise LMError(f"FakeLM injected failure (failure_rate={self.failure_rate:g})")
 
-        text = await self._reply(messages, schema, value_seed)
-        input_chars = sum(len(content) for _, content in turns)
+        if self.respond is None:
+            text = _REPLY_JSON.encode(value_for_schema(schema, _draws(value_seed)))
+        else:
+            text = await self._reply(messages, schema, value_seed)
+        input_chars = 0
+        for _, content in turns:
+            input_chars += len(content)
         return Completion(
             text=text,
             usage=Usage(input_tokens=_tokens(input_chars), output_tokens=_tokens(len(text))),
@@ -160,7 +169,7 @@ class FakeLM:
                         f"None; got {type(reply).__name__}: {exc}"
                     ) from exc
         value = value_for_schema(schema, _draws(value_seed))
-        return json.dumps(value, ensure_ascii=False)
+        return _REPLY_JSON.encode(value)
 
     def _reroll(self, digest: bytes, roll: float) -> float:
         """A fresh failure roll for a prompt that failed before and is asked again.
@@ -179,15 +188,14 @@ class FakeLM:
 
     def _digest(self, turns: Sequence[tuple[str, str]], schema: Mapping[str, Any]) -> bytes:
         conversation = sum(1 for role, _ in turns if role in ("user", "assistant"))
-        digest = hashlib.blake2b(digest_size=48, person=b"graphtrace.fake")
-        digest.update(f"{self.seed}\x00{conversation}\x00".encode())
-        digest.update(_schema_bytes(schema))
+        parts = [f"{self.seed}\x00{conversation}\x00".encode(), _schema_bytes(schema)]
         for role, content in turns:
             # lengths first, so that no two different conversations feed the same bytes
             encoded = content.encode("utf-8", "surrogatepass")
-            digest.update(f"\x00{role}\x00{len(encoded)}\x00".encode())
-            digest.update(encoded)
-        return digest.digest()
+            parts.append(f"\x00{role}\x00{len(encoded)}\x00".encode())
+            parts.append(encoded)
+        # one update of the joined bytes hashes exactly what one update per part would
+        return hashlib.blake2b(b"".join(parts), digest_size=48, person=b"graphtrace.fake").digest()
 
 
 _SCHEMA_BYTES: dict[int, tuple[Mapping[str, Any], bytes]] = {}
@@ -211,7 +219,73 @@ def _schema_bytes(schema: Mapping[str, Any]) -> bytes:
     return text
 
 
+# asyncio's epoll selector rounds every poll timeout up to a whole millisecond, so a timer fires
+# at the first millisecond tick after it is due; with hundreds of calls in flight, each waits
+# about one tick longer than asked (measured: 11.0 ms for a 10 ms sleep on an idle loop). A real
+# model's reply is a socket event, seen the moment it arrives. So calls due in the same tick
+# share one timer, set at the start of the tick, which makes a simulated call last ``latency``
+# on average, as asked (bench/scale.py prints the measured mean), and costs the loop one timer
+# per tick rather than one per call.
+_TICK_MS: Final = 1000  # ticks per second
+_HALF_TICK: Final = 0.5 / _TICK_MS
+
+
+class _Ticks:
+    """The calls of one event loop waiting for their latency, by the millisecond tick they are
+    due in: one timer per tick, however many calls. (It keeps no reference to its loop, so
+    that a loop that is dropped takes its entry in ``_ticks_of`` with it.)"""
+
+    __slots__ = ("due",)
+
+    def __init__(self) -> None:
+        self.due: dict[int, list[asyncio.Future[None]]] = {}
+
+    def wait(self, loop: asyncio.AbstractEventLoop, delay: float) -> asyncio.Future[None]:
+        done = loop.create_future()
+        # the tick the call is due in, half a tick early: the loop wakes for a timer up to a
+        # tick late, half a tick on average
+        tick = int((loop.time() + delay - min(_HALF_TICK, delay / 2)) * _TICK_MS)
+        waiting = self.due.get(tick)
+        if waiting is None:
+            self.due[tick] = [done]
+            loop.call_at(tick / _TICK_MS, self._fire, tick)
+        else:
+            waiting.append(done)
+        return done
+
+    def _fire(self, tick: int) -> None:
+        for done in self.due.pop(tick):
+            if not done.done():  # a cancelled call is skipped
+                done.set_result(None)
+
+
+_ticks_of: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Ticks] = (
+    weakref.WeakKeyDictionary()
+)
+# almost every call is on the same loop as the one before: that loop (weakly) and its ticks
+_last_loop: weakref.ref[asyncio.AbstractEventLoop] | None = None
+_last_ticks = _Ticks()
+
+
+async def _elapse(delay: float) -> None:
+    """Wait about ``delay`` seconds, on the timer of the millisecond tick it ends in."""
+    global _last_loop, _last_ticks
+    loop = asyncio.get_running_loop()
+    if _last_loop is None or _last_loop() is not loop:
+        ticks = _ticks_of.get(loop)
+        if ticks is None:
+            ticks = _ticks_of[loop] = _Ticks()
+        _last_loop, _last_ticks = weakref.ref(loop), ticks
+    await _last_ticks.wait(loop, delay)
+
+
 _thread_draws = threading.local()
+# for an int, random.Random.seed(n) is the C seeding behind a Python wrapper that only looks at
+# the type of n (the same state either way: tests/test_fake_lm.py checks)
+_seed_int: Final = _random.Random.seed
+# json.dumps(value, ensure_ascii=False) makes an encoder per call; this one is reused (encode()
+# keeps no state, so threads may share it)
+_REPLY_JSON: Final = json.JSONEncoder(ensure_ascii=False)
 
 
 def _draws(seed: int) -> random.Random:
@@ -224,7 +298,8 @@ def _draws(seed: int) -> random.Random:
     rng: random.Random | None = getattr(_thread_draws, "rng", None)
     if rng is None:
         rng = _thread_draws.rng = random.Random()
-    rng.seed(seed)
+    _seed_int(rng, seed)
+    rng.gauss_next = None  # type: ignore[attr-defined]  # what the wrapper also resets
     return rng
 
 
