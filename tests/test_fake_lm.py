@@ -344,3 +344,19 @@ def test_injected_failures_recover_when_the_same_prompt_is_retried() -> None:
     assert max(outcomes) > 1, "with failure_rate=0.5 some prompt must fail at least once"
     replay = _attempts_until_success(FakeLM(seed=3, failure_rate=0.5), 40)
     assert replay == outcomes, "the retry pattern is deterministic for a seed"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {},
+        {"note": "plain words"},
+        {"a": 'quote " and \\ backslash', "b": "tab\tnewline\n\x00 control"},
+        {"ünï": "cödé ✓ 😀", "lone": "\ud800 surrogate", "sep": "\u2028\u2029"},
+        {"mixed": 1, "s": "x"},  # not all strings: json's own encoder
+        ["a", "b"],
+        "just a string",
+    ],
+)
+def test_reply_json_is_json_dumps(value: Any) -> None:
+    assert fake_module.reply_json(value) == json.dumps(value, ensure_ascii=False)

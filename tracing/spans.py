@@ -67,6 +67,12 @@ def tracer() -> trace.Tracer | None:
     return _tracer
 
 
+def tracing_on() -> bool:
+    """Whether :class:`open_span` records anything now: callers skip building attributes
+    nobody would read."""
+    return tracer() is not None
+
+
 @contextmanager
 def suspended() -> Iterator[None]:
     """Open no graphtrace spans inside the block (process-wide): what the runtime costs untraced.

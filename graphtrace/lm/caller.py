@@ -19,7 +19,7 @@ from graphtrace.lm.content import ContentCapture, input_messages, output_message
 from graphtrace.lm.protocol import LM, Completion, Message
 from graphtrace.lm.slots import CallSlots
 from tracing import names
-from tracing.spans import open_span
+from tracing.spans import open_span, tracing_on
 
 LM_QUEUE_MS = "graphtrace.lm.queue_ms"
 
@@ -102,6 +102,8 @@ class LMCaller:
         attempt: int,
         wait_ms: float | None,
     ) -> Completion:
+        if not tracing_on():
+            return await self.lm.complete(messages, schema)
         attributes = dict(self._base_attributes)
         attributes[names.LM_PURPOSE] = purpose
         attributes[names.LM_ATTEMPT] = attempt

@@ -22,6 +22,7 @@ import random
 import threading
 import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from json.encoder import encode_basestring as _json_string
 from typing import Any, Final, TypeAlias
 
 from graphtrace.errors import LMError
@@ -137,7 +138,7 @@ class FakeLM:
             raise LMError(f"FakeLM injected failure (failure_rate={self.failure_rate:g})")
 
         if self.respond is None:
-            text = _REPLY_JSON.encode(value_for_schema(schema, _draws(value_seed)))
+            text = reply_json(value_for_schema(schema, _draws(value_seed)))
         else:
             text = await self._reply(messages, schema, value_seed)
         input_chars = 0
@@ -168,8 +169,7 @@ class FakeLM:
                         "FakeLM respond hook must return a str, a JSON-encodable Mapping or "
                         f"None; got {type(reply).__name__}: {exc}"
                     ) from exc
-        value = value_for_schema(schema, _draws(value_seed))
-        return _REPLY_JSON.encode(value)
+        return reply_json(value_for_schema(schema, _draws(value_seed)))
 
     def _reroll(self, digest: bytes, roll: float) -> float:
         """A fresh failure roll for a prompt that failed before and is asked again.
@@ -286,6 +286,19 @@ _seed_int: Final = _random.Random.seed
 # json.dumps(value, ensure_ascii=False) makes an encoder per call; this one is reused (encode()
 # keeps no state, so threads may share it)
 _REPLY_JSON: Final = json.JSONEncoder(ensure_ascii=False)
+
+
+def reply_json(value: Any) -> str:
+    """``json.dumps(value, ensure_ascii=False)``, the same text; an object of strings (most of
+    FakeLM's replies) is joined directly, with the C string escaper json itself uses."""
+    if type(value) is dict:
+        parts = []
+        for key, item in value.items():
+            if type(key) is not str or type(item) is not str:
+                return _REPLY_JSON.encode(value)
+            parts.append(f"{_json_string(key)}: {_json_string(item)}")
+        return "{" + ", ".join(parts) + "}"
+    return _REPLY_JSON.encode(value)
 
 
 def _draws(seed: int) -> random.Random:
