@@ -152,6 +152,18 @@ class JsonlFileWriter:
         data = ("\n".join(lines) + "\n").encode("utf-8", "backslashreplace")
         if data.count(b"\n") != len(lines):
             raise ValueError("a line passed to write_lines contains a newline")
+        self._append(data)
+
+    def write_encoded(self, data: bytes) -> None:
+        """Append lines already joined and encoded as :meth:`write_lines` would (UTF-8, each
+        ending in ``\\n``): what the encoder process sends, written without another pass."""
+        if not data:
+            return
+        if not data.endswith(b"\n"):
+            raise ValueError("encoded lines must end with a newline")
+        self._append(data)
+
+    def _append(self, data: bytes) -> None:
         with self._lock:
             if self._closed:
                 raise ValueError("write_lines on a closed JsonlFileWriter")

@@ -9,11 +9,17 @@ records come before the ends.
 
 Nothing is dropped silently: when the queue is full, the producer waits for the writer
 (back-pressure); spans that cannot be written (the disk refuses) are counted in ``lost``.
+
+Once a single pass has many records to write (tens of thousands of spans a second), the writer
+starts a helper process that encodes them on another core (:mod:`exporters.encoder_process`), so
+the encoding no longer competes with the event loop for the GIL; the writer still writes every
+line itself. ``GRAPHTRACE_ENCODER_PROCESS=0`` keeps all encoding in the writer thread.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -23,6 +29,7 @@ from typing import Any
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
+from exporters.encoder_process import EncoderProcess
 from exporters.file import JsonlFileWriter
 from exporters.otlp_json import Started, encode_batch
 
@@ -30,6 +37,8 @@ log = logging.getLogger("graphtrace")
 
 _LINE_SPANS = 512  # spans per OTLP line: big enough to amortise, small enough to stream
 _BATCH = _LINE_SPANS * 16  # ends per write; the starts before them come along whatever their number
+# records in one pass that make the writer start an encoder process: about 40,000 a second
+_ENCODER_PROCESS_AFTER = 2048
 
 
 class LiveSpanProcessor(SpanProcessor):
@@ -41,7 +50,10 @@ class LiveSpanProcessor(SpanProcessor):
         *,
         flush_interval: float = 0.05,
         max_queue: int = 200_000,
+        encoder_process: bool | None = None,
     ) -> None:
+        """``encoder_process``: True starts the helper with the first pass, False never; None
+        (the default) once a pass has many records, unless ``GRAPHTRACE_ENCODER_PROCESS=0``."""
         self.writer = writer
         self.flush_interval = flush_interval
         self.max_queue = max_queue
@@ -57,6 +69,13 @@ class LiveSpanProcessor(SpanProcessor):
         self._passes = 0  # writer passes completed, counted under _drained
         self._closed = False
         self._error_logged = False
+        if encoder_process is None:
+            wanted = os.environ.get("GRAPHTRACE_ENCODER_PROCESS", "").strip().lower()
+            encoder_process = None if wanted not in ("0", "off", "false", "no") else False
+        self._encoder_after = {True: 1, False: None, None: _ENCODER_PROCESS_AFTER}[encoder_process]
+        if not hasattr(writer, "write_encoded"):  # a writer that takes only lines of text
+            self._encoder_after = None
+        self._encoder: EncoderProcess | None = None
         self._thread = threading.Thread(target=self._run, name="graphtrace-writer", daemon=True)
         self._thread.start()
 
@@ -148,20 +167,47 @@ class LiveSpanProcessor(SpanProcessor):
 
     def _write_pending(self) -> None:
         while self._started or self._ended:
-            batch = self._take()
+            batch, starts = self._take()
             try:
-                lines = [
-                    encode_batch(batch[i : i + _LINE_SPANS])
-                    for i in range(0, len(batch), _LINE_SPANS)
-                ]
-                self.writer.write_lines(lines)
+                self._encode_and_write(batch, starts)
                 self.written += len(batch)
             except Exception as exc:  # the disk refused: count, tell once, keep going
                 self.lost += len(batch)
                 self._log_once(f"graphtrace: could not write spans to {self.writer.path}: {exc}")
 
-    def _take(self) -> list[ReadableSpan | Started]:
-        """Up to a batch of queued records, every start before the ends.
+    def _encode_and_write(self, batch: list[Any], starts: int) -> None:
+        """Write the batch (its first ``starts`` records are starts) as OTLP JSON lines,
+        encoded by the encoder process when there is one and it takes the batch, else here."""
+        encoder = self._encoder
+        if encoder is None and self._encoder_after is not None:
+            if len(batch) >= self._encoder_after:
+                self._encoder_after = None  # one try: a helper that failed is not restarted
+                encoder = self._encoder = EncoderProcess.spawn()
+        if encoder is not None:
+            data = encoder.encode(batch, starts, _LINE_SPANS)
+            if data is not None:
+                self.writer.write_encoded(data)
+                return
+            if encoder.failed:
+                self._encoder = None
+        for i in range(starts):
+            item = batch[i]
+            if type(item) is not Started:  # a LeanSpan, with the attributes it started with
+                batch[i] = Started(item, item._start_attributes)
+        self.writer.write_lines(
+            [encode_batch(batch[i : i + _LINE_SPANS]) for i in range(0, len(batch), _LINE_SPANS)]
+        )
+
+    @property
+    def encoder_process(self) -> EncoderProcess | None:
+        """The helper process encoding for this writer, once started (None before, or after
+        it failed)."""
+        return self._encoder
+
+    def _take(self) -> tuple[list[Any], int]:
+        """Up to a batch of queued records, every start before the ends, and how many starts:
+        a start is the span as queued (a LeanSpan, whose start attributes stay put) or a
+        :class:`Started`.
 
         The ends are counted before the starts: a span's start is queued before its end, so
         the start of every end taken is taken too (or was written by an earlier pass).
@@ -169,17 +215,9 @@ class LiveSpanProcessor(SpanProcessor):
         ended, started = self._ended, self._started
         ends = min(len(ended), _BATCH)
         starts = len(started) if ends else min(len(started), _BATCH)
-        batch: list[ReadableSpan | Started] = []
-        append = batch.append
-        for _ in range(starts):
-            item = started.popleft()
-            if isinstance(item, Started):
-                append(item)
-            else:  # a LeanSpan: the attributes it started with are still there, unchanged
-                append(Started(item, item._start_attributes))  # type: ignore[attr-defined]
-        for _ in range(ends):
-            append(ended.popleft())
-        return batch
+        batch: list[Any] = [started.popleft() for _ in range(starts)]
+        batch += [ended.popleft() for _ in range(ends)]
+        return batch, starts
 
     def _log_once(self, message: str) -> None:
         if not self._error_logged:
@@ -210,6 +248,9 @@ class LiveSpanProcessor(SpanProcessor):
         self._thread.join(timeout=30)
         if self.queued:  # the thread gave up: write what is left from here
             self._write_pending()
+        if self._encoder is not None:
+            self._encoder.close()
+            self._encoder = None
         self.writer.close()
 
     def stats(self) -> dict[str, Any]:

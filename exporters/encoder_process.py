@@ -1,0 +1,190 @@
+"""A helper process that encodes trace records as OTLP JSON lines, off the event loop's GIL.
+
+Encoding is most of what tracing costs a busy process, and the writer thread that does it holds
+the same GIL as the event loop. Once the writer has a lot to write, it starts this helper:
+records go over a pipe as :mod:`exporters.wire` frames (cheap to make), the helper encodes them
+on another core and sends the lines back, and the writer thread appends them to the trace file
+itself, so where and how lines are written does not change.
+
+Nothing is lost to the helper: a batch it cannot take (a record the wire does not carry), an
+error it reports, or its death (the pipe breaks) makes the writer encode that batch, and, after
+a failure, every later one, in its own process, as it would without a helper. The helper ignores
+Ctrl-C (it is in a session of its own) and ends when its input closes, so it never outlives the
+process that started it by more than the batch in hand.
+
+Protocol: the helper writes ``R`` once it is ready. A request is ``!II`` (frame length, spans
+per line) then the frame; a reply is ``!BI`` (0 for lines, 1 for an error; payload length)
+then the payload: the lines as the file holds them (UTF-8, each ending in ``\\n``, as
+:meth:`~exporters.file.JsonlFileWriter.write_lines` encodes them), or the error's text.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import signal
+import struct
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO, Any, Final
+
+from exporters.otlp_json import encode_batch
+from exporters.wire import WireError, WireReader, WireWriter
+
+__all__ = ["EncoderProcess", "main"]
+
+log = logging.getLogger("graphtrace")
+
+_REQUEST: Final = struct.Struct("!II")
+_REPLY: Final = struct.Struct("!BI")
+_READY: Final = b"R"
+_LINES, _ERROR = 0, 1
+
+
+class EncoderProcess:
+    """The writer thread's side of one helper process.
+
+    Not thread-safe: one writer thread talks to it. :meth:`encode` returns None whenever the
+    caller should encode the batch itself; after a failure, :attr:`failed` is True and the
+    process is gone.
+    """
+
+    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+        self._process = process
+        self._stdin: IO[bytes] = process.stdin  # type: ignore[assignment]
+        self._stdout: IO[bytes] = process.stdout  # type: ignore[assignment]
+        self._wire = WireWriter()
+        self._ready = False
+        self.failed = False
+        self.encoded = 0
+        """Records the helper has encoded."""
+
+    @classmethod
+    def spawn(cls) -> EncoderProcess | None:
+        """Start a helper (it gets ready while the caller goes on); None if it cannot start."""
+        env = dict(os.environ)
+        # the child imports this package from where this process found it, installed or not
+        root = str(Path(__file__).resolve().parent.parent)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+        try:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "exporters.encoder_process"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,  # a terminal's Ctrl-C goes to the parent alone
+            )
+        except OSError as exc:
+            log.info("graphtrace: no encoder process (%s); encoding in the writer thread", exc)
+            return None
+        return cls(process)
+
+    @property
+    def ready(self) -> bool:
+        """Whether the helper has started and waits for work (never blocks)."""
+        if not self._ready and not self.failed:
+            try:
+                readable, _, _ = select.select([self._stdout], [], [], 0)
+                if readable:
+                    if self._stdout.read(1) == _READY:
+                        self._ready = True
+                    else:  # it ended before it was ready
+                        self._fail("the encoder process ended as it started")
+            except (OSError, ValueError) as exc:
+                self._fail(f"the encoder process is unreachable: {exc}")
+        return self._ready
+
+    def encode(self, records: Sequence[Any], starts: int, line_spans: int) -> bytes | None:
+        """The lines ``encode_batch`` would make of ``records`` (``line_spans`` per line), as
+        the file holds them (see :meth:`JsonlFileWriter.write_encoded`); None when the caller
+        should encode them itself. The first ``starts`` records are starts (see
+        :meth:`WireWriter.frame`)."""
+        if not records or not self.ready:
+            return None
+        try:
+            frame = self._wire.frame(records, starts)
+        except WireError:
+            return None  # this batch only: the next may well travel
+        try:
+            self._stdin.write(_REQUEST.pack(len(frame), line_spans))
+            self._stdin.write(frame)
+            self._stdin.flush()
+            head = _read_exactly(self._stdout, _REPLY.size)
+            status, length = _REPLY.unpack(head)
+            payload = _read_exactly(self._stdout, length)
+        except (OSError, ValueError, EOFError) as exc:
+            self._fail(f"the encoder process stopped answering: {exc}")
+            return None
+        if status != _LINES:
+            reason = payload.decode("utf-8", "replace")
+            self._fail(f"the encoder process failed: {reason}")
+            return None
+        self.encoded += len(records)
+        return payload
+
+    def _fail(self, reason: str) -> None:
+        log.warning("graphtrace: %s; encoding in the writer thread from now on", reason)
+        self.failed = True
+        self.close(timeout=1.0)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Close the helper's input (it ends) and wait for it; kill it after ``timeout``."""
+        for stream in (self._stdin, self._stdout):
+            try:
+                stream.close()
+            except OSError:
+                pass
+        try:
+            self._process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+
+def _read_exactly(stream: IO[bytes], size: int) -> bytes:
+    data = stream.read(size)
+    if data is None or len(data) != size:
+        raise EOFError(f"expected {size} bytes, got {0 if data is None else len(data)}")
+    return data
+
+
+def main() -> int:
+    """The helper: frames in on stdin, lines out on stdout, until stdin closes."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when this ends
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    reader = WireReader()
+    stdout.write(_READY)
+    stdout.flush()
+    while True:
+        head = stdin.read(_REQUEST.size)
+        if len(head) != _REQUEST.size:
+            return 0  # the writer is done, or gone
+        length, line_spans = _REQUEST.unpack(head)
+        frame = stdin.read(length)
+        if len(frame) != length:
+            return 0
+        try:
+            records = reader.records(frame)
+            lines = [
+                encode_batch(records[i : i + line_spans])
+                for i in range(0, len(records), line_spans)
+            ]
+            text = "\n".join(lines) + "\n"
+            status, payload = _LINES, text.encode("utf-8", "backslashreplace")  # as the file
+        except Exception as exc:  # reported, and the writer encodes this batch itself
+            status, payload = _ERROR, f"{type(exc).__name__}: {exc}".encode("utf-8", "replace")
+        stdout.write(_REPLY.pack(status, len(payload)))
+        stdout.write(payload)
+        stdout.flush()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

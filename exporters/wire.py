@@ -1,0 +1,287 @@
+"""Trace records as plain tuples, so that another process can encode them.
+
+The writer thread of a busy process hands its records to a helper process
+(:mod:`exporters.encoder_process`) instead of encoding them under the event loop's GIL. A span
+at its end and a started one (:class:`~exporters.otlp_json.Started`) become tuples of str, int,
+float, bool, None, tuple and dict, which ``marshal`` writes in C at a fraction of the cost of
+encoding them. The helper rebuilds objects that :func:`~exporters.otlp_json.encode_batch` reads
+through its fast path, so its lines are byte for byte the ones the writer thread would have
+made (but for the fresh random span id that every pending record gets).
+
+The spans carried are those that keep their attributes in a plain dict and their events in a
+tuple or list (graphtrace's own ``LeanSpan``). Anything else (the SDK's spans, with their bounded
+attributes, links, values that are subclasses of str or int) raises :class:`WireError`, and the
+caller encodes that batch itself.
+"""
+
+from __future__ import annotations
+
+import marshal
+from collections.abc import Sequence
+from typing import Any, Final
+
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace.span import DEFAULT_TRACE_STATE, TraceState
+
+from exporters.otlp_json import Started, _has_sdk_layout
+
+__all__ = ["WireError", "WireReader", "WireWriter"]
+
+_END: Final = 0
+_START: Final = 1
+# SpanKind(value) and TraceFlags(value) are Python-level calls; a span has one of a few of each
+_KINDS: Final = {kind.value: kind for kind in SpanKind}
+_FLAGS: Final = {flags: TraceFlags(flags) for flags in range(256)}
+_KEYS_KEPT: Final = 256  # resources and scopes a process has: one or two
+_UNSET: Final = object()
+
+
+class WireError(ValueError):
+    """A record the wire does not carry; encode the batch in this process instead."""
+
+
+class WireWriter:
+    """Turns records into frames for one :class:`WireReader` (the helper process's).
+
+    Resources and instrumentation scopes travel once: the first frame that needs one defines it
+    under a small number, later frames name the number.
+    """
+
+    def __init__(self) -> None:
+        self._resources: dict[int, tuple[object, int]] = {}
+        self._scopes: dict[int, tuple[object, int]] = {}
+        self._next_key = 0
+
+    def frame(self, records: Sequence[Any], starts: int = 0) -> bytes:
+        """The frame for ``records``: span ends, and in the first ``starts`` places span
+        starts, each a :class:`Started` or a span whose ``_start_attributes`` are the ones it
+        started with (a LeanSpan as the live processor queues it)."""
+        new: dict[int, tuple[object, Any]] = {}
+        rows: list[tuple[Any, ...]] = []
+        append = rows.append
+        # a batch has one span class, resource and scope, or very few: looked up on a change
+        known_type: type | None = None
+        resource: object = _UNSET
+        scope: object = _UNSET
+        resource_key = scope_key = 0
+        attributes: Any
+        span: Any
+        for index, item in enumerate(records):
+            is_start = index < starts or type(item) is Started
+            if type(item) is Started:
+                span, attributes = item.span, item.attributes
+            else:
+                span = item
+                attributes = getattr(item, "_start_attributes", None) if is_start else None
+            if type(span) is not known_type:
+                if not _has_sdk_layout(type(span)):
+                    raise WireError(f"a {type(span).__name__} is encoded here")
+                known_type = type(span)
+            if span._resource is not resource:
+                resource = span._resource
+                resource_key = self._key(self._resources, resource, new)
+            if span._instrumentation_scope is not scope:
+                scope = span._instrumentation_scope
+                scope_key = self._key(self._scopes, scope, new)
+            ctx: Any = span._context
+            parent: Any = span._parent
+            if is_start:
+                if type(attributes) is not dict:
+                    raise WireError("a start without its start attributes")
+                append(
+                    (
+                        _START,
+                        span._name,
+                        ctx[0],
+                        ctx[1],
+                        span._start_time,
+                        attributes,
+                        span._kind._value_,
+                        parent[1] if parent is not None else 0,
+                        resource_key,
+                        scope_key,
+                    )
+                )
+                continue
+            if span._links:
+                raise WireError("links are encoded in this process")
+            events = span._events
+            if type(span._attributes) is not dict or type(events) not in (tuple, list):
+                raise WireError("bounded attributes or events are encoded in this process")
+            trace_state = ctx[4]
+            status = span._status
+            append(
+                (
+                    _END,
+                    span._name,
+                    ctx[0],
+                    ctx[1],
+                    int(ctx[3]),
+                    None if trace_state is DEFAULT_TRACE_STATE else tuple(trace_state.items()),
+                    parent[1] if parent is not None else 0,
+                    bool(parent[2]) if parent is not None else False,
+                    span._kind._value_,
+                    span._start_time,
+                    span._end_time,
+                    span._attributes,
+                    tuple(_event_row(event) for event in events) if events else (),
+                    status.status_code._value_,
+                    status.description,
+                    resource_key,
+                    scope_key,
+                )
+            )
+        try:
+            data = marshal.dumps((_definitions(new), rows))
+        except ValueError as exc:  # a value marshal does not write (a str or int subclass)
+            raise WireError(f"a record holds a value the wire does not carry: {exc}") from None
+        for table_id, (obj, key) in new.items():  # defined now, named from here on
+            table = self._resources if isinstance(obj, Resource) else self._scopes
+            if len(table) >= _KEYS_KEPT:
+                table.clear()
+            table[table_id] = (obj, key)
+        return data
+
+    def _key(self, table: dict[int, tuple[object, int]], obj: Any, new: dict[int, Any]) -> int:
+        entry = table.get(id(obj))
+        if entry is not None and entry[0] is obj:
+            return entry[1]
+        pending = new.get(id(obj))
+        if pending is not None and pending[0] is obj:
+            return pending[1]  # type: ignore[no-any-return]
+        self._next_key += 1
+        new[id(obj)] = (obj, self._next_key)
+        return self._next_key
+
+
+def _event_row(event: Event) -> tuple[str, Any, int]:
+    attributes = event.attributes
+    if attributes and type(attributes) is not dict:
+        raise WireError("event attributes that are not a plain dict are encoded here")
+    return event.name, attributes or None, event.timestamp
+
+
+def _definitions(new: dict[int, tuple[object, int]]) -> tuple[tuple[Any, ...], ...]:
+    out: list[tuple[Any, ...]] = []
+    for obj, key in new.values():
+        if isinstance(obj, Resource):
+            out.append((key, "resource", dict(obj.attributes), obj.schema_url))
+        elif isinstance(obj, InstrumentationScope):
+            attributes = dict(obj.attributes) if obj.attributes else None
+            out.append((key, "scope", obj.name, obj.version, obj.schema_url, attributes))
+        elif obj is None:
+            out.append((key, "none"))
+        else:
+            raise WireError(f"a {type(obj).__name__} as resource or scope")
+    return tuple(out)
+
+
+class _WireSpan(ReadableSpan):
+    """A finished span rebuilt from the wire: the fields the encoder reads, set directly."""
+
+    def __init__(self) -> None:  # no ReadableSpan.__init__: every field is set by the reader
+        pass
+
+
+class WireReader:
+    """Rebuilds the records of frames from one :class:`WireWriter`."""
+
+    def __init__(self) -> None:
+        self._defined: dict[int, object] = {}
+        self._statuses: dict[tuple[int, str | None], Status] = {}
+
+    def records(self, frame: bytes) -> list[ReadableSpan | Started]:
+        definitions, rows = marshal.loads(frame)
+        for definition in definitions:
+            self._define(definition)
+        defined = self._defined
+        out: list[ReadableSpan | Started] = []
+        for row in rows:
+            if row[0] == _START:
+                _, name, trace_id, span_id, start, attributes, kind, parent_id, res, scope = row
+                span = _WireSpan()
+                span._name = name
+                span._context = _context(trace_id, span_id, 1, DEFAULT_TRACE_STATE, False)
+                span._parent = (
+                    _context(trace_id, parent_id, 1, DEFAULT_TRACE_STATE, False)
+                    if parent_id
+                    else None
+                )
+                span._kind = _KINDS[kind]
+                span._start_time = start
+                span._resource = defined[res]  # type: ignore[assignment]
+                span._instrumentation_scope = defined[scope]  # type: ignore[assignment]
+                out.append(Started(span, attributes))
+            else:
+                out.append(self._ended(row))
+        return out
+
+    def _ended(self, row: tuple[Any, ...]) -> ReadableSpan:
+        (
+            _,
+            name,
+            trace_id,
+            span_id,
+            flags,
+            trace_state,
+            parent_id,
+            parent_remote,
+            kind,
+            start,
+            end,
+            attributes,
+            events,
+            code,
+            description,
+            res,
+            scope,
+        ) = row
+        span = _WireSpan()
+        state = DEFAULT_TRACE_STATE if trace_state is None else TraceState(list(trace_state))
+        span._name = name
+        span._context = _context(trace_id, span_id, flags, state, False)
+        span._parent = (
+            _context(trace_id, parent_id, flags, DEFAULT_TRACE_STATE, parent_remote)
+            if parent_id
+            else None
+        )
+        span._kind = _KINDS[kind]
+        span._start_time = start
+        span._end_time = end
+        span._attributes = attributes  # type: ignore[assignment]
+        span._events = tuple(Event(n, a, t) for n, a, t in events)  # type: ignore[assignment]
+        span._links = ()  # type: ignore[assignment]
+        span._status = self._status(code, description)
+        span._resource = self._defined[res]  # type: ignore[assignment]
+        span._instrumentation_scope = self._defined[scope]  # type: ignore[assignment]
+        return span
+
+    def _status(self, code: int, description: str | None) -> Status:
+        status = self._statuses.get((code, description))
+        if status is None:
+            # not Status(): its constructor drops (and warns about) a description on a status
+            # other than ERROR, which the original span may hold
+            status = Status.__new__(Status)
+            status._status_code = StatusCode(code)
+            status._description = description
+            if len(self._statuses) >= 1024:
+                self._statuses.clear()
+            self._statuses[(code, description)] = status
+        return status
+
+    def _define(self, definition: tuple[Any, ...]) -> None:
+        key, kind = definition[0], definition[1]
+        if kind == "resource":
+            self._defined[key] = Resource(definition[2], definition[3])
+        elif kind == "scope":
+            name, version, schema_url, attributes = definition[2:]
+            self._defined[key] = InstrumentationScope(name, version, schema_url, attributes)
+        else:
+            self._defined[key] = None
+
+
+def _context(trace_id: int, span_id: int, flags: int, state: Any, remote: bool) -> SpanContext:
+    return tuple.__new__(SpanContext, (trace_id, span_id, remote, _FLAGS[flags], state, True))

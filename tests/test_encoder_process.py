@@ -1,0 +1,236 @@
+"""The encoder process: the same lines as the writer thread makes, and nothing lost to it."""
+
+from __future__ import annotations
+
+import enum
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.trace import Status, StatusCode
+
+from exporters.encoder_process import EncoderProcess
+from exporters.file import JsonlFileWriter
+from exporters.otlp_json import PENDING_ATTRIBUTE, Started, encode_batch
+from exporters.wire import WireError, WireWriter
+from tests.otlp_validator import read_spans, validate_line
+from tracing.live import LiveSpanProcessor
+from tracing.provider import LeanTracerProvider
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX pipes and sessions")
+
+
+class Mood(enum.StrEnum):
+    CALM = "calm"
+
+
+def varied_records() -> list[Any]:
+    """Starts and ends of spans with every kind of content the runtime writes."""
+    provider = LeanTracerProvider(Resource({"service.name": "wire", "n": 3}, "https://schema"))
+    tracer = provider.get_tracer("graphtrace", "1.2")
+    other = LeanTracerProvider(Resource({"service.name": "other"})).get_tracer("x")
+    records: list[Any] = []
+    root: Any = tracer.start_span("run g", attributes={"graphtrace.run.id": "r1"})
+    records.append(Started(root, root._start_attributes))
+    for i in range(40):
+        span: Any = tracer.start_child(
+            f"node Step{i % 3}", {"graphtrace.node.step": i, "ratio": i / 7, "ok": i % 2 == 0}, root
+        )
+        records.append(Started(span, span._start_attributes))
+        span.set_attributes(
+            {
+                "text": 'quotes " \\ tab\t newline\n ünï ✓ 😀 \u2028',
+                "lone": "\ud800",
+                "big": 2**70,
+                "tokens": ("a", "b"),
+                "nums": (1, 2),
+                "nan": float("nan"),
+                "inf": float("-inf"),
+            }
+        )
+        if i % 5 == 0:
+            span.record_exception(ValueError(f"bad {i}"))
+            span.set_status(Status(StatusCode.ERROR, f"ValueError: bad {i}"))
+        span.end()
+        records.append(span)
+    elsewhere: Any = other.start_span("chat fake")
+    elsewhere.end()
+    records += [Started(elsewhere, {}), elsewhere]
+    root.end()
+    records.append(root)
+    return records
+
+
+def pending_ids_blanked(lines: list[str]) -> list[Any]:
+    """The documents, with each pending record's own (random) span id blanked."""
+    documents = [json.loads(line) for line in lines]
+    for document in documents:
+        for resource in document["resourceSpans"]:
+            for scope in resource["scopeSpans"]:
+                for span in scope["spans"]:
+                    if any(a["key"] == PENDING_ATTRIBUTE for a in span.get("attributes", ())):
+                        span["spanId"] = "-"
+    return documents
+
+
+@pytest.fixture
+def helper() -> Any:
+    process = EncoderProcess.spawn()
+    assert process is not None
+    deadline = time.monotonic() + 30
+    while not process.ready:
+        assert time.monotonic() < deadline, "the encoder process never got ready"
+        time.sleep(0.01)
+    yield process
+    process.close()
+
+
+def test_the_helper_writes_what_the_writer_thread_would(helper: EncoderProcess) -> None:
+    records = varied_records()
+    data = helper.encode(records, 0, 16)
+    assert data is not None and data.endswith(b"\n")
+    lines = data.decode("utf-8").splitlines()
+    here = [encode_batch(records[i : i + 16]) for i in range(0, len(records), 16)]
+    assert [len(validate_line(line)) for line in lines] == [len(validate_line(h)) for h in here]
+    assert pending_ids_blanked(lines) == pending_ids_blanked(here)
+    # the resources and scopes travel once; the next frame names them and encodes the same
+    again = helper.encode(records, 0, 16)
+    assert again is not None
+    assert pending_ids_blanked(again.decode().splitlines()) == pending_ids_blanked(here)
+    assert helper.encoded == 2 * len(records)
+
+
+def test_starts_as_the_live_processor_queues_them(helper: EncoderProcess) -> None:
+    # the processor queues a LeanSpan itself at its start: its start attributes stay put
+    tracer = LeanTracerProvider().get_tracer("t")
+    spans: list[Any] = [tracer.start_span(f"s{i}", attributes={"i": i}) for i in range(3)]
+    for span in spans:
+        span.set_attribute("late", True)  # copy on write: the start attributes keep i alone
+        span.end()
+    data = helper.encode([*spans, *spans], 3, 512)
+    assert data is not None
+    here = encode_batch([*(Started(s, {"i": s.attributes["i"]}) for s in spans), *spans])
+    assert pending_ids_blanked(data.decode().splitlines()) == pending_ids_blanked([here])
+
+
+def test_a_batch_the_wire_cannot_carry_is_left_to_the_caller(helper: EncoderProcess) -> None:
+    span: Any = LeanTracerProvider().get_tracer("t").start_span("s", attributes={"m": Mood.CALM})
+    span.end()
+    with pytest.raises(WireError):
+        WireWriter().frame([span])  # a str subclass: marshal does not write it
+    assert helper.encode([span], 0, 16) is None
+    assert not helper.failed  # only that batch: the helper goes on
+    plain: Any = LeanTracerProvider().get_tracer("t").start_span("s", attributes={"m": "calm"})
+    plain.end()
+    assert helper.encode([plain], 0, 16) is not None
+
+
+def test_a_dead_helper_makes_the_writer_encode_and_loses_nothing(tmp_path: Path) -> None:
+    processor = LiveSpanProcessor(JsonlFileWriter(tmp_path), encoder_process=True)
+    provider = LeanTracerProvider()
+    provider.add_span_processor(processor)
+    tracer = provider.get_tracer("t")
+    for i in range(300):
+        tracer.start_span("before", attributes={"i": i}).end()
+    deadline = time.monotonic() + 30
+    while processor.encoder_process is None or not processor.encoder_process.encoded:
+        assert time.monotonic() < deadline, "the helper never encoded anything"
+        processor.force_flush()
+        tracer.start_span("before", attributes={"i": -1}).end()
+    encoder = processor.encoder_process
+    assert encoder is not None
+    os.kill(encoder.pid, signal.SIGKILL)
+    for i in range(300):
+        tracer.start_span("after", attributes={"i": i}).end()
+    processor.shutdown()
+    spans = read_spans(tmp_path)
+    ended = [s for s in spans if PENDING_ATTRIBUTE not in {a["key"] for a in s["attributes"]}]
+    assert sum(s["name"] == "after" for s in ended) == 300
+    assert processor.lost == 0
+    assert processor.encoder_process is None  # given up on, not restarted
+
+
+def test_the_helper_ends_with_its_writer_and_ignores_ctrl_c(tmp_path: Path) -> None:
+    processor = LiveSpanProcessor(JsonlFileWriter(tmp_path), encoder_process=True)
+    provider = LeanTracerProvider()
+    provider.add_span_processor(processor)
+    tracer = provider.get_tracer("t")
+    deadline = time.monotonic() + 30
+    while processor.encoder_process is None or not processor.encoder_process.encoded:
+        assert time.monotonic() < deadline, "the helper never encoded anything"
+        tracer.start_span("s").end()
+        processor.force_flush()
+    encoder = processor.encoder_process
+    assert encoder is not None
+    os.kill(encoder.pid, signal.SIGINT)
+    tracer.start_span("after ctrl-c").end()
+    processor.force_flush()
+    assert processor.encoder_process is encoder and not encoder.failed
+    processor.shutdown()
+    assert encoder._process.poll() is not None  # ended when its input closed
+
+
+def test_the_helper_ends_when_its_process_is_killed(tmp_path: Path) -> None:
+    code = f"""
+import sys, time
+from exporters.file import JsonlFileWriter
+from tracing.live import LiveSpanProcessor
+from tracing.provider import LeanTracerProvider
+processor = LiveSpanProcessor(JsonlFileWriter({str(tmp_path)!r}), encoder_process=True)
+provider = LeanTracerProvider()
+provider.add_span_processor(processor)
+tracer = provider.get_tracer("t")
+while processor.encoder_process is None or not processor.encoder_process.encoded:
+    tracer.start_span("s").end()
+    processor.force_flush()
+print(processor.encoder_process.pid, flush=True)
+time.sleep(60)
+"""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, env=env)
+    try:
+        assert parent.stdout is not None
+        helper_pid = int(parent.stdout.readline())
+        parent.kill()
+        parent.wait()
+        deadline = time.monotonic() + 10
+        while _alive(helper_pid):
+            assert time.monotonic() < deadline, "the helper outlived its process"
+            time.sleep(0.05)
+    finally:
+        parent.kill()
+        parent.wait()
+
+
+def test_the_variable_keeps_encoding_in_the_writer_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GRAPHTRACE_ENCODER_PROCESS", "0")
+    processor = LiveSpanProcessor(JsonlFileWriter(tmp_path))
+    provider = LeanTracerProvider()
+    provider.add_span_processor(processor)
+    tracer = provider.get_tracer("t")
+    for _ in range(5000):  # well past the volume that starts a helper
+        tracer.start_span("s").end()
+    processor.shutdown()
+    assert processor.encoder_process is None
+    assert len(read_spans(tmp_path)) == 10_000
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie (ended, not yet reaped by its parent, init here) counts as ended
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
