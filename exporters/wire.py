@@ -37,6 +37,9 @@ _KINDS: Final = {kind.value: kind for kind in SpanKind}
 _FLAGS: Final = {flags: TraceFlags(flags) for flags in range(256)}
 _KEYS_KEPT: Final = 256  # resources and scopes a process has: one or two
 _UNSET: Final = object()
+_STATUS_FIELDS: Final = all(
+    hasattr(Status(StatusCode.ERROR, "probe"), field) for field in ("_status_code", "_description")
+)
 
 
 class WireError(ValueError):
@@ -113,6 +116,10 @@ class WireWriter:
                 raise WireError("bounded attributes or events are encoded in this process")
             trace_state = ctx[4]
             status = span._status
+            if _STATUS_FIELDS:  # the properties are Python calls
+                code, description = status._status_code._value_, status._description
+            else:
+                code, description = status.status_code._value_, status.description
             append(
                 (
                     _END,
@@ -128,8 +135,8 @@ class WireWriter:
                     span._end_time,
                     span._attributes,
                     tuple(_event_row(event) for event in events) if events else (),
-                    status.status_code._value_,
-                    status.description,
+                    code,
+                    description,
                     resource_key,
                     scope_key,
                 )
@@ -180,10 +187,26 @@ def _definitions(new: dict[int, tuple[object, int]]) -> tuple[tuple[Any, ...], .
 
 
 class _WireSpan(ReadableSpan):
-    """A finished span rebuilt from the wire: the fields the encoder reads, set directly."""
+    """A span rebuilt from the wire: the fields the encoder reads, set directly (made with
+    ``object.__new__``: no ReadableSpan.__init__, every field is set by the reader)."""
 
-    def __init__(self) -> None:  # no ReadableSpan.__init__: every field is set by the reader
-        pass
+    __slots__ = (
+        "_attributes",
+        "_context",
+        "_end_time",
+        "_events",
+        "_instrumentation_scope",
+        "_kind",
+        "_links",
+        "_name",
+        "_parent",
+        "_resource",
+        "_start_time",
+        "_status",
+    )
+
+
+_new_span = object.__new__
 
 
 class WireReader:
@@ -202,7 +225,7 @@ class WireReader:
         for row in rows:
             if row[0] == _START:
                 _, name, trace_id, span_id, start, attributes, kind, parent_id, res, scope = row
-                span = _WireSpan()
+                span = _new_span(_WireSpan)
                 span._name = name
                 span._context = _context(trace_id, span_id, 1, DEFAULT_TRACE_STATE, False)
                 span._parent = (
@@ -239,7 +262,7 @@ class WireReader:
             res,
             scope,
         ) = row
-        span = _WireSpan()
+        span = _new_span(_WireSpan)
         state = DEFAULT_TRACE_STATE if trace_state is None else TraceState(list(trace_state))
         span._name = name
         span._context = _context(trace_id, span_id, flags, state, False)
