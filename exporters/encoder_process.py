@@ -24,12 +24,13 @@ import logging
 import os
 import select
 import signal
+import socket
 import struct
 import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any, Final
+from typing import Any, Final
 
 from exporters.otlp_json import encode_batch
 from exporters.wire import WireError, WireReader, WireWriter
@@ -52,10 +53,10 @@ class EncoderProcess:
     process is gone.
     """
 
-    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+    def __init__(self, process: subprocess.Popen[bytes], replies: socket.socket) -> None:
         self._process = process
-        self._stdin: IO[bytes] = process.stdin  # type: ignore[assignment]
-        self._stdout: IO[bytes] = process.stdout  # type: ignore[assignment]
+        self._requests: int = process.stdin.fileno()  # type: ignore[union-attr]
+        self._replies = replies
         self._wire = WireWriter()
         self._ready = False
         self.failed = False
@@ -70,27 +71,39 @@ class EncoderProcess:
         root = str(Path(__file__).resolve().parent.parent)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
         try:
+            # Replies come over a socket, read with MSG_WAITALL: one call however long the
+            # reply. A pipe gives at most its buffer per read, and the writer thread waits for
+            # the GIL after every one while the event loop holds it: seconds per batch.
+            replies, child_end = socket.socketpair()
+        except OSError as exc:
+            log.info("graphtrace: no encoder process (%s); encoding in the writer thread", exc)
+            return None
+        try:
             process = subprocess.Popen(
                 [sys.executable, "-m", "exporters.encoder_process"],
                 stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
+                stdout=child_end.fileno(),
                 stderr=subprocess.DEVNULL,
+                bufsize=0,
                 env=env,
                 start_new_session=True,  # a terminal's Ctrl-C goes to the parent alone
             )
         except OSError as exc:
+            replies.close()
             log.info("graphtrace: no encoder process (%s); encoding in the writer thread", exc)
             return None
-        return cls(process)
+        finally:
+            child_end.close()
+        return cls(process, replies)
 
     @property
     def ready(self) -> bool:
         """Whether the helper has started and waits for work (never blocks)."""
         if not self._ready and not self.failed:
             try:
-                readable, _, _ = select.select([self._stdout], [], [], 0)
+                readable, _, _ = select.select([self._replies], [], [], 0)
                 if readable:
-                    if self._stdout.read(1) == _READY:
+                    if self._replies.recv(1) == _READY:
                         self._ready = True
                     else:  # it ended before it was ready
                         self._fail("the encoder process ended as it started")
@@ -98,7 +111,7 @@ class EncoderProcess:
                 self._fail(f"the encoder process is unreachable: {exc}")
         return self._ready
 
-    def encode(self, records: Sequence[Any], starts: int, line_spans: int) -> bytes | None:
+    def encode(self, records: Sequence[Any], starts: int, line_spans: int) -> bytearray | None:
         """The lines ``encode_batch`` would make of ``records`` (``line_spans`` per line), as
         the file holds them (see :meth:`JsonlFileWriter.write_encoded`); None when the caller
         should encode them itself. The first ``starts`` records are starts (see
@@ -110,13 +123,10 @@ class EncoderProcess:
         except WireError:
             return None  # this batch only: the next may well travel
         try:
-            self._stdin.write(_REQUEST.pack(len(frame), line_spans))
-            self._stdin.write(frame)
-            self._stdin.flush()
-            head = _read_exactly(self._stdout, _REPLY.size)
-            status, length = _REPLY.unpack(head)
-            payload = _read_exactly(self._stdout, length)
-        except (OSError, ValueError, EOFError) as exc:
+            _send(self._requests, _REQUEST.pack(len(frame), line_spans), frame)
+            status, length = _REPLY.unpack(_receive(self._replies, _REPLY.size))
+            payload = _receive(self._replies, length)
+        except (OSError, EOFError) as exc:
             self._fail(f"the encoder process stopped answering: {exc}")
             return None
         if status != _LINES:
@@ -133,9 +143,9 @@ class EncoderProcess:
 
     def close(self, timeout: float = 5.0) -> None:
         """Close the helper's input (it ends) and wait for it; kill it after ``timeout``."""
-        for stream in (self._stdin, self._stdout):
+        for stream in (self._process.stdin, self._replies):
             try:
-                stream.close()
+                stream.close()  # type: ignore[union-attr]
             except OSError:
                 pass
         try:
@@ -149,10 +159,29 @@ class EncoderProcess:
         return self._process.pid
 
 
-def _read_exactly(stream: IO[bytes], size: int) -> bytes:
-    data = stream.read(size)
-    if data is None or len(data) != size:
-        raise EOFError(f"expected {size} bytes, got {0 if data is None else len(data)}")
+def _send(fd: int, head: bytes, body: bytes) -> None:
+    """Write ``head`` and ``body`` whole: one call, unless a signal cuts it short."""
+    sent = os.writev(fd, [head, body])
+    if sent < len(head):
+        head, sent = head[sent:], 0
+        os.write(fd, head)  # a few bytes: into the pipe's buffer at once
+    else:
+        sent -= len(head)
+    view = memoryview(body)[sent:]
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _receive(sock: socket.socket, size: int) -> bytearray:
+    """Exactly ``size`` bytes (one call in the usual case: MSG_WAITALL)."""
+    data = bytearray(size)
+    view = memoryview(data)
+    got = 0
+    while got < size:
+        count = sock.recv_into(view[got:], size - got, socket.MSG_WAITALL)
+        if not count:
+            raise EOFError(f"the encoder process closed its end after {got} of {size} bytes")
+        got += count
     return data
 
 

@@ -154,7 +154,7 @@ class JsonlFileWriter:
             raise ValueError("a line passed to write_lines contains a newline")
         self._append(data)
 
-    def write_encoded(self, data: bytes) -> None:
+    def write_encoded(self, data: bytes | bytearray) -> None:
         """Append lines already joined and encoded as :meth:`write_lines` would (UTF-8, each
         ending in ``\\n``): what the encoder process sends, written without another pass."""
         if not data:
@@ -163,7 +163,7 @@ class JsonlFileWriter:
             raise ValueError("encoded lines must end with a newline")
         self._append(data)
 
-    def _append(self, data: bytes) -> None:
+    def _append(self, data: bytes | bytearray) -> None:
         with self._lock:
             if self._closed:
                 raise ValueError("write_lines on a closed JsonlFileWriter")
@@ -181,7 +181,7 @@ class JsonlFileWriter:
                 return
             self._write_rotating(data)
 
-    def _write_rotating(self, data: bytes) -> None:
+    def _write_rotating(self, data: bytes | bytearray) -> None:
         """Fill files up to max_bytes at line boundaries; the caller holds the lock."""
         start = 0
         end = len(data)
@@ -206,7 +206,7 @@ class JsonlFileWriter:
                 if start < end:
                     self._open_next()
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, data: bytes | bytearray) -> None:
         view = memoryview(data)
         while view:
             # A regular file takes the whole buffer in one write unless the disk fills up or a

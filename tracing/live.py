@@ -37,8 +37,8 @@ log = logging.getLogger("graphtrace")
 
 _LINE_SPANS = 512  # spans per OTLP line: big enough to amortise, small enough to stream
 _BATCH = _LINE_SPANS * 16  # ends per write; the starts before them come along whatever their number
-# records in one pass that make the writer start an encoder process: about 40,000 a second
-_ENCODER_PROCESS_AFTER = 2048
+# records in one pass that make the writer start an encoder process: about 20,000 a second
+_ENCODER_PROCESS_AFTER = 1024
 
 
 class LiveSpanProcessor(SpanProcessor):

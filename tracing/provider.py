@@ -42,6 +42,7 @@ _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _UNSET = Status(StatusCode.UNSET)
 
 _PRIMITIVES = (str, bool, int, float)
+_PRIMITIVE_TYPES: frozenset[type] = frozenset(_PRIMITIVES)
 
 
 def _clean(key: str, value: Any) -> AttributeValue | None:
@@ -101,12 +102,14 @@ class LeanSpan(trace_api.Span, ReadableSpan):
         self._parent = parent
         self._kind = kind
         self._end_time: int | None = None
-        if attributes:
+        if not attributes:
             self._attributes: dict[str, AttributeValue] = {}
-            self._start_attributes: dict[str, AttributeValue] | None = None
-            self.set_attributes(attributes)
+        elif _PRIMITIVE_TYPES.issuperset(map(type, attributes.values())):
+            self._attributes = dict(attributes)  # plain values, checked in C: nothing to clean
         else:
             self._attributes = {}
+            self._start_attributes: dict[str, AttributeValue] | None = None
+            self.set_attributes(attributes)
         # what processors see at the start; a later change copies first (copy on write), so
         # the writer thread can read this dict while the span goes on
         self._start_attributes = self._attributes
@@ -133,8 +136,11 @@ class LeanSpan(trace_api.Span, ReadableSpan):
         if self._attributes is self._start_attributes:
             self._attributes = dict(self._attributes)
         target = self._attributes
+        if _PRIMITIVE_TYPES.issuperset(map(type, attributes.values())):
+            target.update(attributes)  # plain values, checked in C: nothing to clean
+            return
         for key, value in attributes.items():
-            if type(value) in _PRIMITIVES:
+            if type(value) in _PRIMITIVE_TYPES:
                 target[key] = value
             else:
                 cleaned = _clean(key, value)
