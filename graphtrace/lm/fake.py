@@ -125,17 +125,19 @@ class FakeLM:
         turns = [_turn(m) for m in messages]
         digest = self._digest(turns, schema)
         # independent slices of one digest: the failure roll, the delay, the value seed
-        fail_roll = _unit(digest[0:8])
-        if self.failure_rate and fail_roll < self.failure_rate:
-            fail_roll = self._reroll(digest, fail_roll)
-        jitter_roll = _unit(digest[8:16])
-        value_seed = int.from_bytes(digest[16:32], "big")
-
-        delay = self.latency * (1.0 + self.jitter * (2.0 * jitter_roll - 1.0))
+        failing = False
+        if self.failure_rate:
+            fail_roll = _unit(digest[0:8])
+            if fail_roll < self.failure_rate:
+                failing = self._reroll(digest, fail_roll) < self.failure_rate
+        delay = self.latency
+        if self.jitter:
+            delay *= 1.0 + self.jitter * (2.0 * _unit(digest[8:16]) - 1.0)
         if delay > 0:
             await _elapse(delay)
-        if fail_roll < self.failure_rate:
+        if failing:
             raise LMError(f"FakeLM injected failure (failure_rate={self.failure_rate:g})")
+        value_seed = int.from_bytes(digest[16:32], "big")
 
         if self.respond is None:
             text = reply_json(value_for_schema(schema, _draws(value_seed)))
@@ -187,13 +189,16 @@ class FakeLM:
         return roll
 
     def _digest(self, turns: Sequence[tuple[str, str]], schema: Mapping[str, Any]) -> bytes:
-        conversation = sum(1 for role, _ in turns if role in ("user", "assistant"))
-        parts = [f"{self.seed}\x00{conversation}\x00".encode(), _schema_bytes(schema)]
+        conversation = 0
+        parts = [b"", _schema_bytes(schema)]  # the first part, which counts turns, comes last
         for role, content in turns:
+            if role == "user" or role == "assistant":
+                conversation += 1
             # lengths first, so that no two different conversations feed the same bytes
             encoded = content.encode("utf-8", "surrogatepass")
             parts.append(f"\x00{role}\x00{len(encoded)}\x00".encode())
             parts.append(encoded)
+        parts[0] = f"{self.seed}\x00{conversation}\x00".encode()
         # one update of the joined bytes hashes exactly what one update per part would
         return hashlib.blake2b(b"".join(parts), digest_size=48, person=b"graphtrace.fake").digest()
 
@@ -267,8 +272,9 @@ _last_loop: weakref.ref[asyncio.AbstractEventLoop] | None = None
 _last_ticks = _Ticks()
 
 
-async def _elapse(delay: float) -> None:
-    """Wait about ``delay`` seconds, on the timer of the millisecond tick it ends in."""
+def _elapse(delay: float) -> asyncio.Future[None]:
+    """A future done in about ``delay`` seconds, on the timer of the millisecond tick it ends
+    in (a future, not a coroutine: one frame less to go through on every wake-up)."""
     global _last_loop, _last_ticks
     loop = asyncio.get_running_loop()
     if _last_loop is None or _last_loop() is not loop:
@@ -276,7 +282,7 @@ async def _elapse(delay: float) -> None:
         if ticks is None:
             ticks = _ticks_of[loop] = _Ticks()
         _last_loop, _last_ticks = weakref.ref(loop), ticks
-    await _last_ticks.wait(loop, delay)
+    return _last_ticks.wait(loop, delay)
 
 
 _thread_draws = threading.local()
