@@ -40,6 +40,10 @@ def run_graph(runs: int) -> None:
     async def main() -> None:
         for _ in range(runs):
             await linear5.arun(lm=lm, note="benchmark")
+            # FakeLM without latency never awaits: yield between runs, as a real program does,
+            # or a slow spell of 2,000 runs holds the loop past the watchdog's 1 s and it
+            # rightly writes loop.blocked records
+            await asyncio.sleep(0)
 
     asyncio.run(main())
 
