@@ -2,15 +2,15 @@
 
 Encoding is most of what tracing costs a busy process, and the writer thread that does it holds
 the same GIL as the event loop. Once the writer has a lot to write, it starts this helper:
-records go over a pipe as :mod:`exporters.wire` frames (cheap to make), the helper encodes them
-on another core and sends the lines back, and the writer thread appends them to the trace file
-itself, so where and how lines are written does not change.
+records go down its stdin pipe as :mod:`exporters.wire` frames (cheap to make), the helper
+encodes them on another core and sends the lines back over a socket, and the writer thread
+appends them to the trace file itself, so where and how lines are written does not change.
 
 Nothing is lost to the helper: a batch it cannot take (a record the wire does not carry), an
-error it reports, or its death (the pipe breaks) makes the writer encode that batch, and, after
-a failure, every later one, in its own process, as it would without a helper. The helper ignores
-Ctrl-C (it is in a session of its own) and ends when its input closes, so it never outlives the
-process that started it by more than the batch in hand.
+error it reports, or its death (its pipe or socket breaks) makes the writer encode that batch,
+and, after a failure, every later one, in its own process, as it would without a helper. The
+helper ignores Ctrl-C (it is in a session of its own) and ends when its input closes, so it
+never outlives the process that started it by more than the batch in hand.
 
 Protocol: the helper writes ``R`` once it is ready. A request is ``!II`` (frame length, spans
 per line) then the frame; a reply is ``!BI`` (0 for lines, 1 for an error; payload length)
@@ -101,8 +101,9 @@ class EncoderProcess:
         """Whether the helper has started and waits for work (never blocks)."""
         if not self._ready and not self.failed:
             try:
-                readable, _, _ = select.select([self._replies], [], [], 0)
-                if readable:
+                poller = select.poll()  # not select(): a busy process has fds past 1024
+                poller.register(self._replies, select.POLLIN)
+                if poller.poll(0):
                     if self._replies.recv(1) == _READY:
                         self._ready = True
                     else:  # it ended before it was ready
@@ -186,7 +187,7 @@ def _receive(sock: socket.socket, size: int) -> bytearray:
 
 
 def main() -> int:
-    """The helper: frames in on stdin, lines out on stdout, until stdin closes."""
+    """The helper: frames in on stdin, lines out on stdout (the socket), until stdin closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when this ends
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     reader = WireReader()
