@@ -49,8 +49,8 @@ def _clean(key: str, value: Any) -> AttributeValue | None:
     """The value as OTel accepts it (sequences become tuples); None (and a warning) if invalid."""
     if isinstance(value, _PRIMITIVES):
         return value
-    if type(value) is tuple and all(type(v) in _PRIMITIVES for v in value):
-        return value  # the usual sequence, without the ABC check
+    if type(value) is tuple and _PRIMITIVE_TYPES.issuperset(map(type, value)):
+        return value  # the usual sequence, checked in C, without the ABC check
     if isinstance(value, Sequence) and not isinstance(value, bytes | bytearray):
         items = tuple(value)
         if all(isinstance(v, _PRIMITIVES) or v is None for v in items):
