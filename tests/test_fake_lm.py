@@ -210,7 +210,7 @@ def test_a_call_ends_at_most_a_tick_and_a_half_before_its_latency() -> None:
         await lm.complete(prompt(), SCHEMA)
         return loop.time() - started
 
-    assert asyncio.run(timed(FakeLM(latency=0.05))) >= 0.05 - 1.5 / fake_module._TICK_MS
+    assert asyncio.run(timed(FakeLM(latency=0.05))) >= 0.05 - 1.5 / fake_module._TICKS_PER_SECOND
 
 
 def test_calls_due_in_the_same_tick_share_one_timer() -> None:

@@ -69,12 +69,16 @@ class LiveSpanProcessor(SpanProcessor):
         self._passes = 0  # writer passes completed, counted under _drained
         self._closed = False
         self._error_logged = False
-        if encoder_process is None:
-            wanted = os.environ.get("GRAPHTRACE_ENCODER_PROCESS", "").strip().lower()
-            encoder_process = None if wanted not in ("0", "off", "false", "no") else False
-        self._encoder_after = {True: 1, False: None, None: _ENCODER_PROCESS_AFTER}[encoder_process]
+        # records in one pass that start the encoder process; None: never
+        self._encoder_after: int | None
         if not hasattr(writer, "write_encoded"):  # a writer that takes only lines of text
             self._encoder_after = None
+        elif encoder_process is None:
+            wanted = os.environ.get("GRAPHTRACE_ENCODER_PROCESS", "").strip().lower()
+            off = wanted in ("0", "off", "false", "no")
+            self._encoder_after = None if off else _ENCODER_PROCESS_AFTER
+        else:
+            self._encoder_after = 1 if encoder_process else None
         self._encoder: EncoderProcess | None = None
         self._thread = threading.Thread(target=self._run, name="graphtrace-writer", daemon=True)
         self._thread.start()

@@ -47,8 +47,9 @@ class FakeLM:
     Args:
         seed: varies every answer; two FakeLMs with the same seed answer alike.
         latency: seconds each call lasts, on average (a timer on the event loop, so other runs
-            proceed meanwhile; it is aimed one millisecond tick early, as asyncio's timers fire
-            up to a tick late and a real reply would not).
+            proceed meanwhile; calls due in the same millisecond share one timer, aimed half a
+            millisecond early, as asyncio's timers fire up to a millisecond late and a real
+            reply would not).
         failure_rate: the fraction of prompts, in [0, 1], answered with :class:`LMError`.
         model: the model name reported in spans and completions.
         jitter: a deterministic ±fraction of ``latency``, in [0, 1].
@@ -231,8 +232,8 @@ def _schema_bytes(schema: Mapping[str, Any]) -> bytes:
 # share one timer, set at the start of the tick, which makes a simulated call last ``latency``
 # on average, as asked (bench/scale.py prints the measured mean), and costs the loop one timer
 # per tick rather than one per call.
-_TICK_MS: Final = 1000  # ticks per second
-_HALF_TICK: Final = 0.5 / _TICK_MS
+_TICKS_PER_SECOND: Final = 1000
+_HALF_TICK: Final = 0.5 / _TICKS_PER_SECOND
 
 
 class _Ticks:
@@ -249,11 +250,11 @@ class _Ticks:
         done = loop.create_future()
         # the tick the call is due in, half a tick early: the loop wakes for a timer up to a
         # tick late, half a tick on average
-        tick = int((loop.time() + delay - min(_HALF_TICK, delay / 2)) * _TICK_MS)
+        tick = int((loop.time() + delay - min(_HALF_TICK, delay / 2)) * _TICKS_PER_SECOND)
         waiting = self.due.get(tick)
         if waiting is None:
             self.due[tick] = [done]
-            loop.call_at(tick / _TICK_MS, self._fire, tick)
+            loop.call_at(tick / _TICKS_PER_SECOND, self._fire, tick)
         else:
             waiting.append(done)
         return done
