@@ -112,7 +112,7 @@ class EncoderProcess:
                 self._fail(f"the encoder process is unreachable: {exc}")
         return self._ready
 
-    def encode(self, records: Sequence[Any], starts: int, line_spans: int) -> bytearray | None:
+    def encode(self, records: Sequence[Any], starts: int, line_spans: int) -> bytes | None:
         """The lines ``encode_batch`` would make of ``records`` (``line_spans`` per line), as
         the file holds them (see :meth:`JsonlFileWriter.write_encoded`); None when the caller
         should encode them itself. The first ``starts`` records are starts (see
@@ -173,17 +173,20 @@ def _send(fd: int, head: bytes, body: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def _receive(sock: socket.socket, size: int) -> bytearray:
-    """Exactly ``size`` bytes (one call in the usual case: MSG_WAITALL)."""
-    data = bytearray(size)
-    view = memoryview(data)
-    got = 0
+def _receive(sock: socket.socket, size: int) -> bytes:
+    """Exactly ``size`` bytes (one call in the usual case: MSG_WAITALL). ``recv`` fills a fresh
+    bytes object; a ``bytearray`` to ``recv_into`` would be zeroed first, megabytes a batch."""
+    data = sock.recv(size, socket.MSG_WAITALL) if size else b""
+    if len(data) == size:
+        return data
+    parts, got = [data], len(data)
     while got < size:
-        count = sock.recv_into(view[got:], size - got, socket.MSG_WAITALL)
-        if not count:
+        if not data:
             raise EOFError(f"the encoder process closed its end after {got} of {size} bytes")
-        got += count
-    return data
+        data = sock.recv(size - got, socket.MSG_WAITALL)
+        parts.append(data)
+        got += len(data)
+    return b"".join(parts)
 
 
 def main() -> int:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import random
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
@@ -243,11 +242,22 @@ def test_calls_due_in_the_same_tick_share_one_timer() -> None:
     assert cancelled
 
 
-def test_reseeding_in_c_is_the_same_as_random_seed() -> None:
-    # _draws skips random.Random.seed's Python wrapper; the state must be the same
-    for seed in (0, 1, 2**64 + 3, 2**127 - 1):
-        expected, drawn = random.Random(seed), fake_module._draws(seed)
-        assert [drawn.random() for _ in range(3)] == [expected.random() for _ in range(3)]
+def test_reply_draws_depend_only_on_the_seed_and_go_on_past_it() -> None:
+    seed = bytes(range(16))
+    first = [fake_module._draws(seed).getrandbits(100) for _ in range(2)]
+    assert first[0] == first[1] == int.from_bytes(seed, "little") & (2**100 - 1)
+    draws = fake_module._draws(seed)
+    stream = [draws.getrandbits(61) for _ in range(40)]  # 2,440 bits: past the seed's 128
+    again = fake_module._draws(seed)
+    assert [again.getrandbits(61) for _ in range(40)] == stream
+    assert len(set(stream)) == 40 and all(0 <= bits < 2**61 for bits in stream)
+    other = fake_module._draws(bytes(16))
+    assert [other.getrandbits(61) for _ in range(40)][3:] != stream[3:]
+    unit = [fake_module._draws(bytes([i]) * 16).random() for i in range(200)]
+    assert all(0.0 <= u < 1.0 for u in unit) and 0.35 < sum(unit) / len(unit) < 0.65
+    with pytest.raises(ValueError):
+        fake_module._draws(seed).getrandbits(-1)
+    assert fake_module._draws(seed).getrandbits(0) == 0
 
 
 def test_jitter_is_deterministic_and_bounded(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,13 +12,11 @@ runs, because no RNG state is shared between calls.
 
 from __future__ import annotations
 
-import _random
 import asyncio
 import hashlib
 import inspect
 import json
 import math
-import random
 import threading
 import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -26,6 +24,7 @@ from json.encoder import encode_basestring as _json_string
 from typing import Any, Final, TypeAlias
 
 from graphtrace.errors import LMError
+from graphtrace.lm.digest_draws import DigestDraws
 from graphtrace.lm.protocol import Completion, Message, Usage
 from graphtrace.lm.schema_values import value_for_schema
 
@@ -138,7 +137,7 @@ class FakeLM:
             await _elapse(delay)
         if failing:
             raise LMError(f"FakeLM injected failure (failure_rate={self.failure_rate:g})")
-        value_seed = int.from_bytes(digest[16:32], "big")
+        value_seed = digest[16:32]
 
         if self.respond is None:
             text = reply_json(value_for_schema(schema, _draws(value_seed)))
@@ -156,7 +155,7 @@ class FakeLM:
         )
 
     async def _reply(
-        self, messages: Sequence[Message], schema: Mapping[str, Any], value_seed: int
+        self, messages: Sequence[Message], schema: Mapping[str, Any], value_seed: bytes
     ) -> str:
         if self.respond is not None:
             reply = self.respond(messages, schema)
@@ -287,9 +286,6 @@ def _elapse(delay: float) -> asyncio.Future[None]:
 
 
 _thread_draws = threading.local()
-# for an int, random.Random.seed(n) is the C seeding behind a Python wrapper that only looks at
-# the type of n (the same state either way: tests/test_fake_lm.py checks)
-_seed_int: Final = _random.Random.seed
 # json.dumps(value, ensure_ascii=False) makes an encoder per call; this one is reused (encode()
 # keeps no state, so threads may share it)
 _REPLY_JSON: Final = json.JSONEncoder(ensure_ascii=False)
@@ -308,18 +304,16 @@ def reply_json(value: Any) -> str:
     return _REPLY_JSON.encode(value)
 
 
-def _draws(seed: int) -> random.Random:
-    """This thread's generator, seeded with ``seed``.
+def _draws(seed: bytes) -> DigestDraws:
+    """This thread's generator, reseeded with ``seed`` (16 digest bytes).
 
-    ``random.Random(seed)`` seeds its 624-word state twice (in ``__new__`` and ``__init__``),
-    which costs more than the value drawn from it; one generator per thread, re-seeded, is
-    safe because a reply is generated without an ``await`` in between.
+    One generator per thread, reseeded, is safe because a reply is generated without an
+    ``await`` in between; making one per reply would seed a Mersenne Twister it never reads.
     """
-    rng: random.Random | None = getattr(_thread_draws, "rng", None)
+    rng: DigestDraws | None = getattr(_thread_draws, "rng", None)
     if rng is None:
-        rng = _thread_draws.rng = random.Random()
-    _seed_int(rng, seed)
-    rng.gauss_next = None  # type: ignore[attr-defined]  # what the wrapper also resets
+        rng = _thread_draws.rng = DigestDraws()
+    rng.seed(seed)
     return rng
 
 
