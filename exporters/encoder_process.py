@@ -80,7 +80,9 @@ class EncoderProcess:
             return None
         try:
             process = subprocess.Popen(
-                [sys.executable, "-m", "exporters.encoder_process"],
+                # -P: not the working directory first on sys.path, where a package of the
+                # same name would shadow ours
+                [sys.executable, "-P", "-m", "exporters.encoder_process"],
                 stdin=subprocess.PIPE,
                 stdout=child_end.fileno(),
                 stderr=subprocess.DEVNULL,

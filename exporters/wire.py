@@ -1,12 +1,13 @@
-"""Trace records as plain tuples, so that another process can encode them.
+"""Trace records as plain values, so that another process can encode them.
 
 The writer thread of a busy process hands its records to a helper process
 (:mod:`exporters.encoder_process`) instead of encoding them under the event loop's GIL. A span
-at its end and a started one (:class:`~exporters.otlp_json.Started`) become tuples of str, int,
-float, bool, None, tuple and dict, which ``marshal`` writes in C at a fraction of the cost of
-encoding them. The helper rebuilds objects that :func:`~exporters.otlp_json.encode_batch` reads
-through its fast path, so its lines are byte for byte the ones the writer thread would have
-made (but for the fresh random span id that every pending record gets).
+at its end and a started one (:class:`~exporters.otlp_json.Started`) become runs of fields (str,
+int, float, bool, None, tuple and dict) in one flat list, which ``marshal`` writes in C at a
+fraction of the cost of encoding them. The helper rebuilds objects that
+:func:`~exporters.otlp_json.encode_batch` reads through its fast path, so its lines are byte for
+byte the ones the writer thread would have made (but for the fresh random span id that every
+pending record gets).
 
 The spans carried are those that keep their attributes in a plain dict and their events in a
 tuple or list (graphtrace's own ``LeanSpan``). Anything else (the SDK's spans, with their bounded
@@ -32,6 +33,8 @@ __all__ = ["WireError", "WireReader", "WireWriter"]
 
 _END: Final = 0
 _START: Final = 1
+_START_FIELDS: Final = 10  # fields of a start record in the flat list of a frame, tag included
+_END_FIELDS: Final = 17
 # SpanKind(value) and TraceFlags(value) are Python-level calls; a span has one of a few of each
 _KINDS: Final = {kind.value: kind for kind in SpanKind}
 _FLAGS: Final = {flags: TraceFlags(flags) for flags in range(256)}
@@ -63,8 +66,11 @@ class WireWriter:
         starts, each a :class:`Started` or a span whose ``_start_attributes`` are the ones it
         started with (a LeanSpan as the live processor queues it)."""
         new: dict[int, tuple[object, Any]] = {}
-        rows: list[tuple[Any, ...]] = []
-        append = rows.append
+        # One flat list of fields, not a tuple per record: thousands of tuples alive at once
+        # would count towards the GC's next young collection, run on the GIL the loop needs.
+        # Each record's tuple below is freed as soon as the list has its fields.
+        rows: list[Any] = []
+        append = rows.extend
         # a batch has one span class, resource and scope, or very few: looked up on a change
         known_type: type | None = None
         resource: object = _UNSET
@@ -222,27 +228,30 @@ class WireReader:
             self._define(definition)
         defined = self._defined
         out: list[ReadableSpan | Started] = []
-        for row in rows:
-            if row[0] == _START:
-                _, name, trace_id, span_id, start, attributes, kind, parent_id, res, scope = row
-                span = _new_span(_WireSpan)
-                span._name = name
-                span._context = _context(trace_id, span_id, 1, DEFAULT_TRACE_STATE, False)
-                span._parent = (
-                    _context(trace_id, parent_id, 1, DEFAULT_TRACE_STATE, False)
-                    if parent_id
-                    else None
-                )
-                span._kind = _KINDS[kind]
-                span._start_time = start
-                span._resource = defined[res]  # type: ignore[assignment]
-                span._instrumentation_scope = defined[scope]  # type: ignore[assignment]
-                out.append(Started(span, attributes))
-            else:
-                out.append(self._ended(row))
+        at, size = 0, len(rows)
+        while at < size:
+            if rows[at] != _START:
+                out.append(self._ended(rows[at : at + _END_FIELDS]))
+                at += _END_FIELDS
+                continue
+            _, name, trace_id, span_id, start, attributes, kind, parent_id, res, scope = rows[
+                at : at + _START_FIELDS
+            ]
+            at += _START_FIELDS
+            span = _new_span(_WireSpan)
+            span._name = name
+            span._context = _context(trace_id, span_id, 1, DEFAULT_TRACE_STATE, False)
+            span._parent = (
+                _context(trace_id, parent_id, 1, DEFAULT_TRACE_STATE, False) if parent_id else None
+            )
+            span._kind = _KINDS[kind]
+            span._start_time = start
+            span._resource = defined[res]  # type: ignore[assignment]
+            span._instrumentation_scope = defined[scope]  # type: ignore[assignment]
+            out.append(Started(span, attributes))
         return out
 
-    def _ended(self, row: tuple[Any, ...]) -> ReadableSpan:
+    def _ended(self, row: list[Any]) -> ReadableSpan:
         (
             _,
             name,

@@ -107,6 +107,28 @@ def test_the_helper_writes_what_the_writer_thread_would(helper: EncoderProcess) 
     assert helper.encoded == 2 * len(records)
 
 
+def test_a_package_of_the_same_name_in_the_working_directory_does_not_shadow_ours(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shadow = tmp_path / "exporters"
+    shadow.mkdir()
+    (shadow / "__init__.py").write_text("")
+    (shadow / "encoder_process.py").write_text("raise SystemExit('the wrong package')\n")
+    monkeypatch.chdir(tmp_path)
+    process = EncoderProcess.spawn()
+    assert process is not None
+    try:
+        deadline = time.monotonic() + 30
+        while not process.ready and not process.failed:
+            assert time.monotonic() < deadline, "the encoder process never got ready"
+            time.sleep(0.01)
+        records = varied_records()
+        data = process.encode(records, 0, 16)
+        assert data is not None and len(data.decode().splitlines()) == -(-len(records) // 16)
+    finally:
+        process.close()
+
+
 def test_starts_as_the_live_processor_queues_them(helper: EncoderProcess) -> None:
     # the processor queues a LeanSpan itself at its start: its start attributes stay put
     tracer = LeanTracerProvider().get_tracer("t")
