@@ -98,9 +98,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1,000 runs instead of 10,000")
     parser.add_argument("--runs", type=int, default=None)
-    parser.add_argument("--rounds", type=int, default=None, help="default 3 (1 with --quick)")
+    parser.add_argument("--rounds", type=int, default=None, help="default 5 (1 with --quick)")
     args = parser.parse_args()
-    args.rounds = args.rounds or (1 if args.quick else 3)
+    args.rounds = args.rounds or (1 if args.quick else 5)
     runs = args.runs or (1_000 if args.quick else 10_000)
     ideal = runs * LM_CALLS_PER_RUN * LATENCY / LM_SLOTS
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -118,3 +119,25 @@ def test_kill_9_leaves_a_file_whose_lines_all_parse(tmp_path: Path) -> None:
     pending = {s["name"] for s in spans if attributes(s).get("graphtrace.pending")}
     assert {"run Stuck", "node Stuck", "dep forever"} <= pending
     assert not [s for s in spans if not attributes(s).get("graphtrace.pending")]
+
+
+def test_written_spans_are_released_as_new_spans_start_and_at_shutdown() -> None:
+    writer = SlowWriter()
+    processor = LiveSpanProcessor(writer, flush_interval=0.01)  # type: ignore[arg-type]
+    provider = LeanTracerProvider()
+    provider.add_span_processor(processor)
+    tracer = provider.get_tracer("t")
+    first = [tracer.start_span("first", attributes={"i": i}) for i in range(50)]
+    for span in first:
+        span.end()
+    alive = [weakref.ref(span) for span in first]
+    del first, span
+    assert processor.force_flush()
+    assert sum(ref() is not None for ref in alive) == 50  # written, kept for the loop to free
+    for i in range(50):
+        tracer.start_span("second", attributes={"i": i}).end()  # each start frees one
+    assert sum(ref() is not None for ref in alive) == 0
+    assert processor.force_flush()
+    processor.shutdown()
+    assert not processor._released
+    assert len(writer.lines) >= 2 and processor.written == 200 and processor.lost == 0

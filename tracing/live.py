@@ -36,6 +36,9 @@ from exporters.otlp_json import Started, encode_batch
 log = logging.getLogger("graphtrace")
 
 _LINE_SPANS = 512  # spans per OTLP line: big enough to amortise, small enough to stream
+# written spans kept for the producer to release (see LiveSpanProcessor._released); past this
+# many (a burst that ends with few spans starting) the writer releases them itself, at once
+_RELEASED_KEPT = 8192
 _BATCH = _LINE_SPANS * 16  # ends per write; the starts before them come along whatever their number
 # records in one pass that make the writer start an encoder process: about 20,000 a second
 _ENCODER_PROCESS_AFTER = 1024
@@ -64,6 +67,13 @@ class LiveSpanProcessor(SpanProcessor):
         # always queued before its end, which the writer relies on (see _take).
         self._started: deque[ReadableSpan | Started] = deque()
         self._ended: deque[ReadableSpan] = deque()
+        # Written spans, released by the producer one per span it starts rather than thousands
+        # at once by the writer. CPython's GC runs a young collection once allocations minus
+        # deallocations since the last one reach a threshold, and that count never goes below
+        # zero: a batch freed at once soon finds it at zero and is mostly not counted, while
+        # every span the loop makes is. Released one for one, they cancel out, and a traced
+        # pool has half the collections (each a pause of the loop).
+        self._released: deque[ReadableSpan] = deque()
         self._wake = threading.Event()
         self._drained = threading.Condition()
         self._passes = 0  # writer passes completed, counted under _drained
@@ -90,6 +100,8 @@ class LiveSpanProcessor(SpanProcessor):
             self._started.append(span)
         else:  # another provider's span: its attributes change in place, so copy them now
             self._started.append(Started(span, dict(span.attributes or {})))
+        if self._released:
+            self._released.popleft()
         if len(self._started) + len(self._ended) >= self.max_queue:
             self._back_pressure()
 
@@ -178,6 +190,8 @@ class LiveSpanProcessor(SpanProcessor):
             except Exception as exc:  # the disk refused: count, tell once, keep going
                 self.lost += len(batch)
                 self._log_once(f"graphtrace: could not write spans to {self.writer.path}: {exc}")
+            if len(self._released) < _RELEASED_KEPT and not self._closed:
+                self._released.extend(batch[starts:])  # the ends: each span's last reference
 
     def _encode_and_write(self, batch: list[Any], starts: int) -> None:
         """Write the batch (its first ``starts`` records are starts) as OTLP JSON lines,
@@ -255,6 +269,7 @@ class LiveSpanProcessor(SpanProcessor):
         if self._encoder is not None:
             self._encoder.close()
             self._encoder = None
+        self._released.clear()
         self.writer.close()
 
     def stats(self) -> dict[str, Any]:
