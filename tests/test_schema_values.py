@@ -26,6 +26,7 @@ from pydantic import (
     TypeAdapter,
 )
 
+from graphtrace.lm.digest_draws import DigestDraws
 from graphtrace.lm.schema_values import sample_json, value_for_schema
 from tests.process_support import python_output
 
@@ -538,4 +539,9 @@ def test_flat_records_get_the_values_the_full_walk_gives(model: type[BaseModel])
     for seed in range(300):
         walked = _Generator(random.Random(seed), schema).gen(schema, (), 0)
         assert value_for_schema(schema, random.Random(seed)) == walked
+        model.model_validate(walked)
+        # and with the generator FakeLM draws from
+        digest = seed.to_bytes(16, "little")
+        walked = _Generator(DigestDraws(digest), schema).gen(schema, (), 0)
+        assert value_for_schema(schema, DigestDraws(digest)) == walked
         model.model_validate(walked)

@@ -101,7 +101,10 @@ class LiveSpanProcessor(SpanProcessor):
         else:  # another provider's span: its attributes change in place, so copy them now
             self._started.append(Started(span, dict(span.attributes or {})))
         if self._released:
-            self._released.popleft()
+            try:
+                self._released.popleft()
+            except IndexError:  # another producer thread, or shutdown, took the last one
+                pass
         if len(self._started) + len(self._ended) >= self.max_queue:
             self._back_pressure()
 
