@@ -110,7 +110,8 @@ def test_interrupt_cancels_runs_and_flushes(tmp_path: Path, sig: int, code: int)
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "GRAPHTRACE_DIR": ""},
+        # a process still going long after the signal prints every thread's stack on SIGABRT
+        env={**os.environ, "GRAPHTRACE_DIR": "", "PYTHONFAULTHANDLER": "1"},
     )
     try:
         deadline = time.monotonic() + 30
@@ -122,7 +123,12 @@ def test_interrupt_cancels_runs_and_flushes(tmp_path: Path, sig: int, code: int)
                 open_deps = sum(1 for s in spans if s["name"] == "dep wait_long")
         assert open_deps == 3, "three runs should be waiting in their dep"
         proc.send_signal(sig)
-        stdout, stderr = proc.communicate(timeout=30)
+        try:
+            stdout, stderr = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)
+            stdout, stderr = proc.communicate(timeout=10)
+            pytest.fail(f"graphtrace run was still going 30 s after the signal:\n{stderr[-6000:]}")
     finally:
         if proc.poll() is None:
             proc.kill()
