@@ -55,10 +55,9 @@ class DigestDraws(random.Random):
         self.gauss_next = None  # what random.Random.seed resets too
 
     def getrandbits(self, k: int) -> int:
-        """``k`` fresh bits as a non-negative int below ``2**k``."""
+        """``k`` fresh bits as a non-negative int below ``2**k`` (a negative ``k`` raises
+        ValueError, from the shift)."""
         if k > self._left:
-            if k < 0:
-                raise ValueError("number of bits must be non-negative")
             self._refill(k)
         bits = self._bits
         self._bits = bits >> k
