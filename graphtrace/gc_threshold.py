@@ -1,16 +1,19 @@
-"""CPython 3.13's young-generation GC threshold while a :class:`~graphtrace.RunPool` is open.
+"""CPython 3.13's young-generation GC threshold while graphtrace runs are in flight.
 
-A pool keeps hundreds of runs in flight. Their coroutines, nodes and spans live for tens of
-milliseconds: long enough to survive a young collection, which on CPython 3.11 and 3.12 comes
-every 700 net allocations. So the collector scans them again and again, and promotes them to
-the older generations, whose collections are slower and stop the event loop for longer. In a
-traced pool of 400 runs, that was about a fifth of the loop's time.
+A :class:`~graphtrace.RunPool`, or many ``Graph.arun`` calls gathered at once, keeps hundreds of
+runs in flight. Their coroutines, nodes and spans live for tens of milliseconds: long enough to
+survive a young collection, which on CPython 3.11 and 3.12 comes every 700 net allocations. So
+the collector scans them again and again, and promotes them to the older generations, whose
+collections are slower and stop the event loop for longer. In a traced pool of 400 runs, that
+was about a fifth of the loop's time.
 
-CPython 3.13 raised the threshold to 2,000 for this kind of program. While a pool is open,
-graphtrace does the same on older Pythons: it raises ``gc.get_threshold()[0]`` from 700 to
-2,000, and puts it back when the last open pool closes. It changes nothing on 3.13 and later,
-and nothing when the application chose thresholds of its own (anything but 700, 10, 10, or the
-collector disabled), or changes them while the pool is open. ``RunPool(tune_gc=False)`` opts out.
+CPython 3.13 raised the threshold to 2,000 for this kind of program. While a pool is open or an
+``arun`` is running, graphtrace does the same on older Pythons: it raises
+``gc.get_threshold()[0]`` from 700 to 2,000, and puts it back when the last of them ends. It
+changes nothing on 3.13 and later, and nothing when the application chose thresholds of its own
+(anything but 700, 10, 10, or the collector disabled), or changes them meanwhile.
+``RunPool(tune_gc=False)`` opts a pool out; an application that wants 700 everywhere sets
+thresholds of its own (``gc.set_threshold(700, 10, 10)`` counts as the default: use 701).
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ _ours: tuple[int, int, int] | None = None  # what we set, to notice someone else
 
 
 def hold() -> None:
-    """One more open pool: the first raises the threshold (when it is the old default)."""
+    """One more pool or run in flight: the first raises the threshold (when it is the old
+    default)."""
     global _holders, _restore, _ours
     with _lock:
         _holders += 1
@@ -46,7 +50,7 @@ def hold() -> None:
 
 
 def release() -> None:
-    """One open pool fewer: the last puts back what :func:`hold` changed, unless the
+    """One pool or run fewer: the last puts back what :func:`hold` changed, unless the
     application has changed it since."""
     global _holders, _restore, _ours
     with _lock:

@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from graphtrace import gc_threshold
 from graphtrace.deps import check_node_deps
 from graphtrace.errors import GraphDefinitionError, InputError
 from graphtrace.lm.slots import CallSlots
@@ -143,11 +144,20 @@ class Graph:
         on_gate: GateCallback | None = None,
         **inputs: Any,
     ) -> Node:
-        """Run once on the current event loop; returns the last node."""
+        """Run once on the current event loop; returns the last node.
+
+        Many of these at once (``asyncio.gather``) are many runs in flight, as in a
+        :class:`~graphtrace.RunPool`: while any is, the young GC threshold is CPython 3.13's
+        (see :mod:`graphtrace.gc_threshold`).
+        """
         run = self.new_run(
             lm=lm, max_steps=max_steps, auto_answer=auto_answer, on_gate=on_gate, **inputs
         )
-        return await run.execute()
+        gc_threshold.hold()
+        try:
+            return await run.execute()
+        finally:
+            gc_threshold.release()
 
     def run(
         self,

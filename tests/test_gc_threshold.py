@@ -1,4 +1,5 @@
-"""RunPool's young-generation GC threshold: raised while open, put back after, never forced."""
+"""The young GC threshold while runs are in flight (a RunPool, gathered aruns): raised, put back
+after, never forced."""
 
 from __future__ import annotations
 
@@ -100,3 +101,52 @@ def test_a_change_made_while_the_pool_is_open_is_kept() -> None:
 
 def test_tune_gc_false_opts_out() -> None:
     assert asyncio.run(threshold_inside(tune_gc=False)) == OLD_DEFAULT
+
+
+class Watched(Node):
+    """Records the threshold while the run is in flight."""
+
+    text: str
+
+    async def __call__(self) -> None:
+        seen.append(gc.get_threshold())
+
+
+seen: list[tuple[int, int, int]] = []
+watched = Graph(start=Watched)
+
+
+def test_raised_while_gathered_aruns_are_in_flight_and_put_back_after() -> None:
+    async def gathered() -> None:
+        await asyncio.gather(*(watched.arun(lm=FakeLM(), text=str(i)) for i in range(3)))
+
+    seen.clear()
+    asyncio.run(gathered())
+    assert seen == [(YOUNG_THRESHOLD, 10, 10)] * 3
+    assert gc.get_threshold() == OLD_DEFAULT
+
+
+def test_put_back_when_an_arun_fails() -> None:
+    class Broken(Node):
+        text: str
+
+        async def __call__(self) -> None:
+            assert gc.get_threshold()[0] == YOUNG_THRESHOLD
+            raise KeyError("node")
+
+    with pytest.raises(KeyError):
+        Graph(start=Broken).run(lm=FakeLM(), text="x")
+    assert gc.get_threshold() == OLD_DEFAULT
+
+
+def test_an_arun_inside_a_pool_that_opted_out_still_raises_it_for_its_own_time() -> None:
+    async def scenario() -> list[int]:
+        async with RunPool(lm=FakeLM(), tune_gc=False) as pool:
+            before = gc.get_threshold()[0]
+            await watched.arun(lm=FakeLM(), text="x")
+            after = gc.get_threshold()[0]
+            pool.submit(graph, text="y")
+        return [before, seen[-1][0], after]
+
+    seen.clear()
+    assert asyncio.run(scenario()) == [OLD_DEFAULT[0], YOUNG_THRESHOLD, OLD_DEFAULT[0]]

@@ -45,9 +45,9 @@ class DigestDraws(random.Random):
 
     def seed(self, a: Any = b"", version: int = 2) -> None:
         """Start over from ``a`` (bytes, at most 64 of them: BLAKE2b's key size)."""
-        if not isinstance(a, bytes | bytearray) or len(a) > 64:
+        key = a if type(a) is bytes else bytes(a) if isinstance(a, bytearray) else None
+        if key is None or len(key) > 64:
             raise TypeError(f"DigestDraws takes a seed of at most 64 bytes, got {a!r:.40}")
-        key = bytes(a)
         self._key = key
         self._bits = int.from_bytes(key, "little")
         self._left = 8 * len(key)
@@ -67,6 +67,24 @@ class DigestDraws(random.Random):
     def random(self) -> float:
         """A float in [0, 1), from 53 bits as ``random.Random.random`` makes it."""
         return self.getrandbits(53) * _RECIP_53
+
+    # For a caller that makes many small draws inline (``bits & mask``, then a shift) rather
+    # than a method call each: the same stream, read in place.
+
+    def unread(self) -> tuple[int, int]:
+        """The bits not drawn yet, lowest first, and how many there are."""
+        return self._bits, self._left
+
+    def more(self, bits: int, left: int, wanted: int) -> tuple[int, int]:
+        """``bits`` (``left`` of them, as :meth:`unread` gave) with the stream's next blocks
+        above them, at least ``wanted`` in all."""
+        self._bits, self._left = bits, left
+        self._refill(wanted)
+        return self._bits, self._left
+
+    def resume(self, bits: int, left: int) -> None:
+        """Go on from ``bits`` (``left`` of them): what an inline reader has not drawn."""
+        self._bits, self._left = bits, left
 
     def _refill(self, wanted: int) -> None:
         while self._left < wanted:

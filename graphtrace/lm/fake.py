@@ -122,8 +122,7 @@ class FakeLM:
         JSON-encodable.
         """
         self.calls += 1
-        turns = [_turn(m) for m in messages]
-        digest = self._digest(turns, schema)
+        digest, input_chars = self._digest(messages, schema)
         # independent slices of one digest: the failure roll, the delay, the value seed
         failing = False
         if self.failure_rate:
@@ -143,9 +142,6 @@ class FakeLM:
             text = reply_json(value_for_schema(schema, _draws(value_seed)))
         else:
             text = await self._reply(messages, schema, value_seed)
-        input_chars = 0
-        for _, content in turns:
-            input_chars += len(content)
         return Completion(
             text=text,
             usage=Usage(input_tokens=_tokens(input_chars), output_tokens=_tokens(len(text))),
@@ -188,21 +184,29 @@ class FakeLM:
         self._failed[digest] = asked + 1
         return roll
 
-    def _digest(self, turns: Sequence[tuple[str, str]], schema: Mapping[str, Any]) -> bytes:
+    def _digest(self, messages: Sequence[Message], schema: Mapping[str, Any]) -> tuple[bytes, int]:
+        """The prompt's hash, and the characters of its messages (for the usage estimate)."""
         conversation = 0
+        chars = 0
         parts = [b"", _schema_bytes(schema)]  # the first part, which counts turns, comes last
-        for role, content in turns:
+        for message in messages:
+            role, content = _turn(message)
             if role == "user" or role == "assistant":
                 conversation += 1
+            chars += len(content)
             # lengths first, so that no two different conversations feed the same bytes
             encoded = content.encode("utf-8", "surrogatepass")
-            parts.append(f"\x00{role}\x00{len(encoded)}\x00".encode())
+            parts.append(b"\x00%s\x00%d\x00" % (role.encode(), len(encoded)))
             parts.append(encoded)
-        parts[0] = f"{self.seed}\x00{conversation}\x00".encode()
-        # one update of the joined bytes hashes exactly what one update per part would
-        return hashlib.blake2b(b"".join(parts), digest_size=48, person=b"graphtrace.fake").digest()
+        parts[0] = b"%d\x00%d\x00" % (self.seed, conversation)
+        # one update of the joined bytes hashes exactly what one update per part would; a copy
+        # of a hasher made once costs less than making one with its parameters each time
+        hasher = _PROMPT_HASH.copy()
+        hasher.update(b"".join(parts))
+        return hasher.digest(), chars
 
 
+_PROMPT_HASH: Final = hashlib.blake2b(digest_size=48, person=b"graphtrace.fake")
 _SCHEMA_BYTES: dict[int, tuple[Mapping[str, Any], bytes]] = {}
 
 

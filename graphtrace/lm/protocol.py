@@ -24,23 +24,37 @@ from typing import Any, Literal, Protocol, runtime_checkable
 Role = Literal["system", "user", "assistant"]
 
 
-@dataclass(frozen=True, slots=True)
+# The three records below are frozen dataclasses with hand-written ``__init__``s: a frozen
+# dataclass's own sets each field through ``object.__setattr__``, and the runtime makes several
+# of these for every LM call. The slots' descriptors store the same values at half the cost;
+# everything else (eq, hash, repr, immutability, ``dataclasses.replace``) is the dataclass's.
+
+
+@dataclass(frozen=True, slots=True, init=False)
 class Message:
     """One chat message."""
 
     role: Role
     content: str
 
+    def __init__(self, role: Role, content: str) -> None:
+        _message_role(self, role)
+        _message_content(self, content)
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True, slots=True, init=False)
 class Usage:
     """Tokens a call consumed, as the backend reports them."""
 
     input_tokens: int = 0
     output_tokens: int = 0
 
+    def __init__(self, input_tokens: int = 0, output_tokens: int = 0) -> None:
+        _usage_input(self, input_tokens)
+        _usage_output(self, output_tokens)
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True, slots=True, init=False)
 class Completion:
     """A backend's answer: the reply text (JSON for structured output) and what it cost."""
 
@@ -49,6 +63,31 @@ class Completion:
     finish_reason: str = "stop"
     response_model: str | None = None
     response_id: str | None = None
+
+    def __init__(
+        self,
+        text: str,
+        usage: Usage | None = None,
+        finish_reason: str = "stop",
+        response_model: str | None = None,
+        response_id: str | None = None,
+    ) -> None:
+        _completion_text(self, text)
+        _completion_usage(self, Usage() if usage is None else usage)
+        _completion_finish_reason(self, finish_reason)
+        _completion_response_model(self, response_model)
+        _completion_response_id(self, response_id)
+
+
+_message_role = Message.__dict__["role"].__set__
+_message_content = Message.__dict__["content"].__set__
+_usage_input = Usage.__dict__["input_tokens"].__set__
+_usage_output = Usage.__dict__["output_tokens"].__set__
+_completion_text = Completion.__dict__["text"].__set__
+_completion_usage = Completion.__dict__["usage"].__set__
+_completion_finish_reason = Completion.__dict__["finish_reason"].__set__
+_completion_response_model = Completion.__dict__["response_model"].__set__
+_completion_response_id = Completion.__dict__["response_id"].__set__
 
 
 @runtime_checkable

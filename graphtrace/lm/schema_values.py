@@ -42,6 +42,8 @@ from fractions import Fraction
 from typing import Any, Final, TypeAlias, TypeGuard
 from urllib.parse import unquote
 
+from graphtrace.lm.digest_draws import DigestDraws
+
 try:  # the stdlib regex parser is private; every use is guarded and its output re-checked
     from re import _constants as _sre_c  # type: ignore[attr-defined]
     from re import _parser as _sre_parse  # type: ignore[attr-defined]
@@ -140,6 +142,8 @@ def _flat_values(
     in the same order: ``randint`` and ``choice`` as ``random.Random`` implements them (its
     ``_randbelow``: ``getrandbits(n.bit_length())`` until below ``n``), without their three
     Python calls per draw. tests/test_schema_values.py checks the two agree."""
+    if type(rng) is DigestDraws:
+        return _flat_values_from_digest(rng, fields)
     getrandbits = rng.getrandbits
     words = _WORDS
     count = len(words)
@@ -164,6 +168,52 @@ def _flat_values(
             while index >= size:
                 index = getrandbits(width)
             out[name] = options[index]
+    return out
+
+
+def _flat_values_from_digest(
+    draws: DigestDraws, fields: Sequence[tuple[str, Sequence[str] | None]]
+) -> dict[str, Any]:
+    """:func:`_flat_values` for FakeLM's generator, reading its bits in place: the same draws
+    as its ``getrandbits``, without a method call for each (the reply's main cost)."""
+    bits, left = draws.unread()
+    words = _WORDS
+    count = len(words)
+    width = count.bit_length()
+    mask = (1 << width) - 1
+    out: dict[str, Any] = {}
+    for name, options in fields:
+        if options is None:  # 1 to 4 words, as above
+            n = 4
+            while n >= 4:
+                if left < 3:
+                    bits, left = draws.more(bits, left, 3)
+                n = bits & 7
+                bits >>= 3
+                left -= 3
+            picked = []
+            for _ in range(n + 1):
+                index = count
+                while index >= count:
+                    if left < width:
+                        bits, left = draws.more(bits, left, width)
+                    index = bits & mask
+                    bits >>= width
+                    left -= width
+                picked.append(words[index])
+            out[name] = " ".join(picked)
+        else:
+            size = len(options)
+            choice_width = size.bit_length()
+            index = size
+            while index >= size:
+                if left < choice_width:
+                    bits, left = draws.more(bits, left, choice_width)
+                index = bits & ((1 << choice_width) - 1)
+                bits >>= choice_width
+                left -= choice_width
+            out[name] = options[index]
+    draws.resume(bits, left)
     return out
 
 
