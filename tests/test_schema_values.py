@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import decimal
 import enum
+import hashlib
 import ipaddress
 import json
 import math
@@ -528,7 +529,30 @@ class _Choice(BaseModel):
     next: Literal["Triage", "Reply", "END"]
 
 
-@pytest.mark.parametrize("model", [_Note, _Choice])
+def walked_draws_after(schema: dict[str, Any], digest: bytes) -> int:
+    """The next 32 bits a DigestDraws gives after the full walk of ``schema``."""
+    from graphtrace.lm.schema_values import _Generator
+
+    draws = DigestDraws(digest)
+    _Generator(draws, schema).gen(schema, (), 0)
+    return draws.getrandbits(32)
+
+
+class _Form(BaseModel):
+    """Enough fields that a reply draws past the 128 bits of its seed (DigestDraws refills)."""
+
+    name: str
+    city: str
+    street: str
+    pet: str
+    food: str
+    tone: Literal["calm", "brisk", "warm"]
+    colour: str
+    hobby: str
+    verdict: Literal["yes", "no"]
+
+
+@pytest.mark.parametrize("model", [_Note, _Choice, _Form])
 def test_flat_records_get_the_values_the_full_walk_gives(model: type[BaseModel]) -> None:
     # the shortcut for objects of plain strings must not change what a seed produces
     from graphtrace.lm.schema_values import _flat_record, _Generator
@@ -536,12 +560,20 @@ def test_flat_records_get_the_values_the_full_walk_gives(model: type[BaseModel])
     schema = model.model_json_schema()
     schema["required"] = list(schema["properties"])  # every field asked for, as fills do
     assert _flat_record(schema) is not None
+    refills = 0
     for seed in range(300):
         walked = _Generator(random.Random(seed), schema).gen(schema, (), 0)
         assert value_for_schema(schema, random.Random(seed)) == walked
         model.model_validate(walked)
-        # and with the generator FakeLM draws from
-        digest = seed.to_bytes(16, "little")
+        # and with the generator FakeLM draws from, seeded as FakeLM seeds it (digest bytes,
+        # whose bits all vary: a small integer's bytes would draw zeros past its first few)
+        digest = hashlib.blake2b(seed.to_bytes(4, "little"), digest_size=16).digest()
+        draws = DigestDraws(digest)
         walked = _Generator(DigestDraws(digest), schema).gen(schema, (), 0)
-        assert value_for_schema(schema, DigestDraws(digest)) == walked
+        assert value_for_schema(schema, draws) == walked
         model.model_validate(walked)
+        refills += draws.getstate()[3]  # blocks drawn past the seed's 128 bits
+        # the draws go on where the walk's would: the shortcut hands back what it did not read
+        assert draws.getrandbits(32) == walked_draws_after(schema, digest)
+    if model is _Form:
+        assert refills  # the path that reads past the seed ran
