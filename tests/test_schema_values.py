@@ -529,15 +529,6 @@ class _Choice(BaseModel):
     next: Literal["Triage", "Reply", "END"]
 
 
-def walked_draws_after(schema: dict[str, Any], digest: bytes) -> int:
-    """The next 32 bits a DigestDraws gives after the full walk of ``schema``."""
-    from graphtrace.lm.schema_values import _Generator
-
-    draws = DigestDraws(digest)
-    _Generator(draws, schema).gen(schema, (), 0)
-    return draws.getrandbits(32)
-
-
 class _Form(BaseModel):
     """Enough fields that a reply draws past the 128 bits of its seed (DigestDraws refills)."""
 
@@ -568,12 +559,12 @@ def test_flat_records_get_the_values_the_full_walk_gives(model: type[BaseModel])
         # and with the generator FakeLM draws from, seeded as FakeLM seeds it (digest bytes,
         # whose bits all vary: a small integer's bytes would draw zeros past its first few)
         digest = hashlib.blake2b(seed.to_bytes(4, "little"), digest_size=16).digest()
-        draws = DigestDraws(digest)
-        walked = _Generator(DigestDraws(digest), schema).gen(schema, (), 0)
+        draws, walk_draws = DigestDraws(digest), DigestDraws(digest)
+        walked = _Generator(walk_draws, schema).gen(schema, (), 0)
         assert value_for_schema(schema, draws) == walked
         model.model_validate(walked)
         refills += draws.getstate()[3]  # blocks drawn past the seed's 128 bits
-        # the draws go on where the walk's would: the shortcut hands back what it did not read
-        assert draws.getrandbits(32) == walked_draws_after(schema, digest)
+        # the draws go on where the walk's do: the shortcut hands back what it did not read
+        assert draws.getrandbits(32) == walk_draws.getrandbits(32)
     if model is _Form:
         assert refills  # the path that reads past the seed ran
