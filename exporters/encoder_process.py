@@ -2,9 +2,11 @@
 
 Encoding is most of what tracing costs a busy process, and the writer thread that does it holds
 the same GIL as the event loop. Once the writer has a lot to write, it starts this helper:
-records go down its stdin pipe as :mod:`exporters.wire` frames (cheap to make), the helper
-encodes them on another core and sends the lines back over a socket, and the writer thread
-appends them to the trace file itself, so where and how lines are written does not change.
+records go down its stdin pipe as :mod:`exporters.wire` frames (cheap to make; once the helper
+answers, the thread that ends the spans makes most of them, see
+:class:`~tracing.live.LiveSpanProcessor`), the helper encodes them on another core and sends
+the lines back over a socket, and the writer thread appends them to the trace file itself, so
+where and how lines are written does not change.
 
 Nothing is lost to the helper: a batch it cannot take (a record the wire does not carry), an
 error it reports, or its death (its pipe or socket breaks) makes the writer encode that batch,
@@ -35,7 +37,7 @@ from typing import Any, Final
 from exporters.otlp_json import encode_batch
 from exporters.wire import WireError, WireReader, WireWriter
 
-__all__ = ["EncoderProcess", "main"]
+__all__ = ["EncoderProcess", "encode_frame_here", "main"]
 
 log = logging.getLogger("graphtrace")
 
@@ -125,6 +127,14 @@ class EncoderProcess:
             frame = self._wire.frame(records, starts)
         except WireError:
             return None  # this batch only: the next may well travel
+        return self.encode_frame(frame, len(records), line_spans)
+
+    def encode_frame(self, frame: bytes, records: int, line_spans: int) -> bytes | None:
+        """The lines of a frame made by any :class:`WireWriter` (of ``records`` records), as
+        :meth:`encode` returns them; None when the helper is not ready or has failed (then
+        :func:`encode_frame_here` makes them)."""
+        if not self.ready:
+            return None
         try:
             _send(self._requests, _REQUEST.pack(len(frame), line_spans), frame)
             status, length = _REPLY.unpack(_receive(self._replies, _REPLY.size))
@@ -136,7 +146,7 @@ class EncoderProcess:
             reason = payload.decode("utf-8", "replace")
             self._fail(f"the encoder process failed: {reason}")
             return None
-        self.encoded += len(records)
+        self.encoded += records
         return payload
 
     def _fail(self, reason: str) -> None:
@@ -191,6 +201,13 @@ def _receive(sock: socket.socket, size: int) -> bytes:
     return b"".join(parts)
 
 
+def encode_frame_here(frame: bytes, line_spans: int, reader: WireReader | None = None) -> list[str]:
+    """A frame's records as OTLP JSON lines of ``line_spans`` records, encoded in this process:
+    the helper's work, and the writer's when a frame was made for a helper that is gone."""
+    records = (reader or WireReader()).records(frame)
+    return [encode_batch(records[i : i + line_spans]) for i in range(0, len(records), line_spans)]
+
+
 def main() -> int:
     """The helper: frames in on stdin, lines out on stdout (the socket), until stdin closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when this ends
@@ -207,11 +224,7 @@ def main() -> int:
         if len(frame) != length:
             return 0
         try:
-            records = reader.records(frame)
-            lines = [
-                encode_batch(records[i : i + line_spans])
-                for i in range(0, len(records), line_spans)
-            ]
+            lines = encode_frame_here(frame, line_spans, reader)
             text = "\n".join(lines) + "\n"
             status, payload = _LINES, text.encode("utf-8", "backslashreplace")  # as the file
         except Exception as exc:  # reported, and the writer encodes this batch itself

@@ -1,7 +1,7 @@
 """Trace records as plain values, so that another process can encode them.
 
-The writer thread of a busy process hands its records to a helper process
-(:mod:`exporters.encoder_process`) instead of encoding them under the event loop's GIL. A span
+A busy process hands its records to a helper process (:mod:`exporters.encoder_process`) instead
+of encoding them under the event loop's GIL. A span
 at its end and a started one (:class:`~exporters.otlp_json.Started`) become runs of fields (str,
 int, float, bool, None, tuple and dict) in one flat list, which ``marshal`` writes in C at a
 fraction of the cost of encoding them. The helper rebuilds objects that
@@ -50,22 +50,23 @@ class WireError(ValueError):
 
 
 class WireWriter:
-    """Turns records into frames for one :class:`WireReader` (the helper process's).
+    """Turns records into frames for a :class:`WireReader`.
 
-    Resources and instrumentation scopes travel once: the first frame that needs one defines it
-    under a small number, later frames name the number.
+    Every frame defines the resources and instrumentation scopes its records name (a process
+    has one or two, a few hundred bytes), so that any frame reads back on its own: in the helper
+    process, whichever thread made it, or in this process when the helper is gone.
     """
 
     def __init__(self) -> None:
-        self._resources: dict[int, tuple[object, int]] = {}
-        self._scopes: dict[int, tuple[object, int]] = {}
+        # a resource or scope (by identity: Resource hashes in Python) -> (it, key, definition)
+        self._known: dict[int, tuple[object, int, tuple[Any, ...]]] = {}
         self._next_key = 0
 
     def frame(self, records: Sequence[Any], starts: int = 0) -> bytes:
         """The frame for ``records``: span ends, and in the first ``starts`` places span
         starts, each a :class:`Started` or a span whose ``_start_attributes`` are the ones it
         started with (a LeanSpan as the live processor queues it)."""
-        new: dict[int, tuple[object, Any]] = {}
+        used: dict[int, tuple[Any, ...]] = {}  # key -> definition, for the frame's records
         # One flat list of fields, not a tuple per record: thousands of tuples alive at once
         # would count towards the GC's next young collection, run on the GIL the loop needs.
         # Each record's tuple below is freed as soon as the list has its fields.
@@ -91,10 +92,10 @@ class WireWriter:
                 known_type = type(span)
             if span._resource is not resource:
                 resource = span._resource
-                resource_key = self._key(self._resources, resource, new)
+                resource_key = self._key(resource, used)
             if span._instrumentation_scope is not scope:
                 scope = span._instrumentation_scope
-                scope_key = self._key(self._scopes, scope, new)
+                scope_key = self._key(scope, used)
             ctx: Any = span._context
             parent: Any = span._parent
             if is_start:
@@ -148,26 +149,20 @@ class WireWriter:
                 )
             )
         try:
-            data = marshal.dumps((_definitions(new), rows))
+            return marshal.dumps((tuple(used.values()), rows))
         except ValueError as exc:  # a value marshal does not write (a str or int subclass)
             raise WireError(f"a record holds a value the wire does not carry: {exc}") from None
-        for table_id, (obj, key) in new.items():  # defined now, named from here on
-            table = self._resources if isinstance(obj, Resource) else self._scopes
-            if len(table) >= _KEYS_KEPT:
-                table.clear()
-            table[table_id] = (obj, key)
-        return data
 
-    def _key(self, table: dict[int, tuple[object, int]], obj: Any, new: dict[int, Any]) -> int:
-        entry = table.get(id(obj))
-        if entry is not None and entry[0] is obj:
-            return entry[1]
-        pending = new.get(id(obj))
-        if pending is not None and pending[0] is obj:
-            return pending[1]  # type: ignore[no-any-return]
-        self._next_key += 1
-        new[id(obj)] = (obj, self._next_key)
-        return self._next_key
+    def _key(self, obj: object, used: dict[int, tuple[Any, ...]]) -> int:
+        entry = self._known.get(id(obj))
+        if entry is None or entry[0] is not obj:
+            if len(self._known) >= _KEYS_KEPT:
+                self._known.clear()
+            self._next_key += 1
+            entry = (obj, self._next_key, _definition(self._next_key, obj))
+            self._known[id(obj)] = entry
+        used[entry[1]] = entry[2]
+        return entry[1]
 
 
 def _event_row(event: Event) -> tuple[str, Any, int]:
@@ -177,19 +172,15 @@ def _event_row(event: Event) -> tuple[str, Any, int]:
     return event.name, attributes or None, event.timestamp
 
 
-def _definitions(new: dict[int, tuple[object, int]]) -> tuple[tuple[Any, ...], ...]:
-    out: list[tuple[Any, ...]] = []
-    for obj, key in new.values():
-        if isinstance(obj, Resource):
-            out.append((key, "resource", dict(obj.attributes), obj.schema_url))
-        elif isinstance(obj, InstrumentationScope):
-            attributes = dict(obj.attributes) if obj.attributes else None
-            out.append((key, "scope", obj.name, obj.version, obj.schema_url, attributes))
-        elif obj is None:
-            out.append((key, "none"))
-        else:
-            raise WireError(f"a {type(obj).__name__} as resource or scope")
-    return tuple(out)
+def _definition(key: int, obj: object) -> tuple[Any, ...]:
+    if isinstance(obj, Resource):
+        return (key, "resource", dict(obj.attributes), obj.schema_url)
+    if isinstance(obj, InstrumentationScope):
+        attributes = dict(obj.attributes) if obj.attributes else None
+        return (key, "scope", obj.name, obj.version, obj.schema_url, attributes)
+    if obj is None:
+        return (key, "none")
+    raise WireError(f"a {type(obj).__name__} as resource or scope")
 
 
 class _WireSpan(ReadableSpan):
@@ -216,22 +207,21 @@ _new_span = object.__new__
 
 
 class WireReader:
-    """Rebuilds the records of frames from one :class:`WireWriter`."""
+    """Rebuilds the records of frames (from any :class:`WireWriter`: each frame stands alone)."""
 
     def __init__(self) -> None:
-        self._defined: dict[int, object] = {}
+        # key -> (definition, object): the definition every frame repeats gives the same object
+        self._defined: dict[int, tuple[tuple[Any, ...], object]] = {}
         self._statuses: dict[tuple[int, str | None], Status] = {}
 
     def records(self, frame: bytes) -> list[ReadableSpan | Started]:
         definitions, rows = marshal.loads(frame)
-        for definition in definitions:
-            self._define(definition)
-        defined = self._defined
+        defined = {definition[0]: self._object(definition) for definition in definitions}
         out: list[ReadableSpan | Started] = []
         at, size = 0, len(rows)
         while at < size:
             if rows[at] != _START:
-                out.append(self._ended(rows[at : at + _END_FIELDS]))
+                out.append(self._ended(rows[at : at + _END_FIELDS], defined))
                 at += _END_FIELDS
                 continue
             _, name, trace_id, span_id, start, attributes, kind, parent_id, res, scope = rows[
@@ -251,7 +241,7 @@ class WireReader:
             out.append(Started(span, attributes))
         return out
 
-    def _ended(self, row: list[Any]) -> ReadableSpan:
+    def _ended(self, row: list[Any], defined: dict[int, object]) -> ReadableSpan:
         (
             _,
             name,
@@ -287,8 +277,8 @@ class WireReader:
         span._events = tuple(Event(n, a, t) for n, a, t in events)  # type: ignore[assignment]
         span._links = ()  # type: ignore[assignment]
         span._status = self._status(code, description)
-        span._resource = self._defined[res]  # type: ignore[assignment]
-        span._instrumentation_scope = self._defined[scope]  # type: ignore[assignment]
+        span._resource = defined[res]  # type: ignore[assignment]
+        span._instrumentation_scope = defined[scope]  # type: ignore[assignment]
         return span
 
     def _status(self, code: int, description: str | None) -> Status:
@@ -304,15 +294,21 @@ class WireReader:
             self._statuses[(code, description)] = status
         return status
 
-    def _define(self, definition: tuple[Any, ...]) -> None:
+    def _object(self, definition: tuple[Any, ...]) -> object:
         key, kind = definition[0], definition[1]
+        known = self._defined.get(key)
+        if known is not None and known[0] == definition:
+            return known[1]
+        obj: object = None
         if kind == "resource":
-            self._defined[key] = Resource(definition[2], definition[3])
+            obj = Resource(definition[2], definition[3])
         elif kind == "scope":
             name, version, schema_url, attributes = definition[2:]
-            self._defined[key] = InstrumentationScope(name, version, schema_url, attributes)
-        else:
-            self._defined[key] = None
+            obj = InstrumentationScope(name, version, schema_url, attributes)
+        if len(self._defined) >= _KEYS_KEPT:
+            self._defined.clear()
+        self._defined[key] = (definition, obj)
+        return obj
 
 
 def _context(trace_id: int, span_id: int, flags: int, state: Any, remote: bool) -> SpanContext:

@@ -8,7 +8,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +18,10 @@ import pytest
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.trace import Status, StatusCode
 
-from exporters.encoder_process import EncoderProcess
+from exporters.encoder_process import EncoderProcess, encode_frame_here
 from exporters.file import JsonlFileWriter
 from exporters.otlp_json import PENDING_ATTRIBUTE, Started, encode_batch
-from exporters.wire import WireError, WireWriter
+from exporters.wire import WireError, WireReader, WireWriter
 from tests.otlp_validator import read_spans, validate_line
 from tracing.live import LiveSpanProcessor
 from tracing.provider import LeanTracerProvider
@@ -100,11 +102,126 @@ def test_the_helper_writes_what_the_writer_thread_would(helper: EncoderProcess) 
     here = [encode_batch(records[i : i + 16]) for i in range(0, len(records), 16)]
     assert [len(validate_line(line)) for line in lines] == [len(validate_line(h)) for h in here]
     assert pending_ids_blanked(lines) == pending_ids_blanked(here)
-    # the resources and scopes travel once; the next frame names them and encodes the same
+    # every frame defines the resources and scopes it names: the next encodes the same
     again = helper.encode(records, 0, 16)
     assert again is not None
     assert pending_ids_blanked(again.decode().splitlines()) == pending_ids_blanked(here)
     assert helper.encoded == 2 * len(records)
+
+
+def test_every_frame_reads_back_on_its_own() -> None:
+    records = varied_records()
+    writer = WireWriter()
+    first, second = writer.frame(records[:20]), writer.frame(records[20:])
+    here = [encode_batch(records[20 + i : 20 + i + 16]) for i in range(0, len(records) - 20, 16)]
+    # a reader that never saw the first frame (a helper that is gone: this process reads it)
+    alone = encode_frame_here(second, 16)
+    assert pending_ids_blanked(alone) == pending_ids_blanked(here)
+    reader = WireReader()
+    reader.records(first)
+    again: Any = reader.records(second)
+    # a resource defined again is the same object, so a line groups its spans under one
+    assert len({id(r._resource) for r in again if not isinstance(r, Started)}) == 2
+
+
+def started_encoding(processor: LiveSpanProcessor, tracer: Any) -> None:
+    """Make spans until the processor's helper has answered (producers frame from then on)."""
+    deadline = time.monotonic() + 30
+    while processor._producer_wire is None:
+        assert time.monotonic() < deadline, "the helper never encoded anything"
+        for _ in range(50):
+            tracer.start_span("warm-up").end()
+        processor.force_flush()
+
+
+def ended_records(directory: Path) -> tuple[list[str], list[str]]:
+    """Names of the pending records and of the ended spans in the file, in file order."""
+    pending: list[str] = []
+    ended: list[str] = []
+    for span in read_spans(directory):
+        keys = {a["key"] for a in span.get("attributes", ())}
+        (pending if PENDING_ATTRIBUTE in keys else ended).append(span["name"])
+    return pending, ended
+
+
+def test_once_the_helper_answers_the_thread_that_ends_spans_frames_them(tmp_path: Path) -> None:
+    processor = LiveSpanProcessor(JsonlFileWriter(tmp_path), encoder_process=True)
+    provider = LeanTracerProvider()
+    provider.add_span_processor(processor)
+    tracer = provider.get_tracer("t")
+    started_encoding(processor, tracer)
+    processor.flush_interval = 60.0  # the writer sleeps: what happens now happens here
+    processor.force_flush()
+    spans = [tracer.start_span(f"s{i}", attributes={"i": i}) for i in range(300)]
+    alive = [weakref.ref(span) for span in spans]
+    for span in spans:
+        span.end()
+    del spans, span
+    assert processor.producer_frames >= 2
+    # framed as they ended, and freed with it: not kept until the writer's next pass
+    assert sum(ref() is None for ref in alive) >= 256
+    processor.shutdown()
+    pending, ended = ended_records(tmp_path)
+    names = [f"s{i}" for i in range(300)]
+    assert [n for n in ended if n != "warm-up"] == names
+    assert [n for n in pending if n != "warm-up"] == names
+    assert processor.lost == 0 and processor.queued == 0
+
+
+def test_frames_made_for_a_helper_that_died_are_encoded_here(tmp_path: Path) -> None:
+    processor = LiveSpanProcessor(JsonlFileWriter(tmp_path), encoder_process=True)
+    provider = LeanTracerProvider()
+    provider.add_span_processor(processor)
+    tracer = provider.get_tracer("t")
+    started_encoding(processor, tracer)
+    encoder = processor.encoder_process
+    assert encoder is not None
+    os.kill(encoder.pid, signal.SIGKILL)
+    encoder._process.wait()
+    before = processor.producer_frames
+    for i in range(1000):
+        tracer.start_span("after", attributes={"i": i}).end()
+    assert processor.producer_frames > before  # made before the writer found the helper gone
+    processor.shutdown()
+    _, ended = ended_records(tmp_path)
+    assert ended.count("after") == 1000
+    assert processor.lost == 0
+    assert processor.encoder_process is None and processor._producer_wire is None
+
+
+def test_spans_ended_on_many_threads_are_written_once_each_start_before_its_end(
+    tmp_path: Path,
+) -> None:
+    processor = LiveSpanProcessor(JsonlFileWriter(tmp_path), encoder_process=True)
+    provider = LeanTracerProvider()
+    provider.add_span_processor(processor)
+    tracer = provider.get_tracer("t")
+    started_encoding(processor, tracer)
+
+    def produce(thread: int) -> None:
+        for i in range(3000):
+            span = tracer.start_span(f"t{thread}-{i}")
+            tracer.start_span("child").end()  # starts and ends interleave across threads
+            span.end()
+
+    threads = [threading.Thread(target=produce, args=(t,)) for t in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    processor.shutdown()
+    assert processor.producer_frames > 0 and processor.lost == 0
+    seen_start: set[str] = set()
+    ends: list[str] = []
+    for span in read_spans(tmp_path):
+        keys = {a["key"] for a in span.get("attributes", ())}
+        if span["name"].startswith("t"):
+            if PENDING_ATTRIBUTE in keys:
+                seen_start.add(span["name"])
+            else:
+                assert span["name"] in seen_start, f"{span['name']} ended before it started"
+                ends.append(span["name"])
+    assert sorted(ends) == sorted(f"t{t}-{i}" for t in range(4) for i in range(3000))
 
 
 def test_a_package_of_the_same_name_in_the_working_directory_does_not_shadow_ours(
