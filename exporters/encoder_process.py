@@ -14,8 +14,10 @@ and, after a failure, every later one, in its own process, as it would without a
 helper ignores Ctrl-C (it is in a session of its own) and ends when its input closes, so it
 never outlives the process that started it by more than the batch in hand.
 
-Protocol: the helper writes ``R`` once it is ready. A request is ``!II`` (frame length, spans
-per line) then the frame; a reply is ``!BI`` (0 for lines, 1 for an error; payload length)
+Protocol: the helper writes ``R`` once it is ready. A request is ``!III`` (length of what
+follows, spans per line, number of frames) then each frame after its length (``!I``): one
+request carries every frame the writer has in hand, so that a busy process makes one round trip
+per pass, not one per frame. A reply is ``!BI`` (0 for lines, 1 for an error; payload length)
 then the payload: the lines as the file holds them (UTF-8, each ending in ``\\n``, as
 :meth:`~exporters.file.JsonlFileWriter.write_lines` encodes them), or the error's text.
 """
@@ -37,11 +39,12 @@ from typing import Any, Final
 from exporters.otlp_json import encode_batch
 from exporters.wire import WireError, WireReader, WireWriter
 
-__all__ = ["EncoderProcess", "encode_frame_here", "main"]
+__all__ = ["EncoderProcess", "encode_frames_here", "main"]
 
 log = logging.getLogger("graphtrace")
 
-_REQUEST: Final = struct.Struct("!II")
+_REQUEST: Final = struct.Struct("!III")
+_FRAME: Final = struct.Struct("!I")
 _REPLY: Final = struct.Struct("!BI")
 _READY: Final = b"R"
 _LINES, _ERROR = 0, 1
@@ -124,19 +127,29 @@ class EncoderProcess:
         if not records or not self.ready:
             return None
         try:
-            frame = self._wire.frame(records, starts)
+            frame = self.frame(records, starts)
         except WireError:
             return None  # this batch only: the next may well travel
-        return self.encode_frame(frame, len(records), line_spans)
+        return self.encode_frames([frame], len(records), line_spans)
 
-    def encode_frame(self, frame: bytes, records: int, line_spans: int) -> bytes | None:
-        """The lines of a frame made by any :class:`WireWriter` (of ``records`` records), as
-        :meth:`encode` returns them; None when the helper is not ready or has failed (then
-        :func:`encode_frame_here` makes them)."""
-        if not self.ready:
+    def frame(self, records: Sequence[Any], starts: int) -> bytes:
+        """``records`` as a frame for :meth:`encode_frames`, made by this helper's own
+        :class:`WireWriter` (one per thread: a writer is not thread-safe); raises
+        :class:`WireError` for a batch the wire does not carry."""
+        return self._wire.frame(records, starts)
+
+    def encode_frames(self, frames: Sequence[bytes], records: int, line_spans: int) -> bytes | None:
+        """The lines of frames made by any :class:`WireWriter` (``records`` records in all), in
+        one round trip, as :meth:`encode` returns them; None when the helper is not ready or has
+        failed (then :func:`encode_frames_here` makes them)."""
+        if not frames or not self.ready:
             return None
+        parts: list[bytes] = []
+        for frame in frames:
+            parts += (_FRAME.pack(len(frame)), frame)
+        size = sum(map(len, parts))
         try:
-            _send(self._requests, _REQUEST.pack(len(frame), line_spans), frame)
+            _send(self._requests, [_REQUEST.pack(size, line_spans, len(frames)), *parts])
             status, length = _REPLY.unpack(_receive(self._replies, _REPLY.size))
             payload = _receive(self._replies, length)
         except (OSError, EOFError) as exc:
@@ -172,17 +185,21 @@ class EncoderProcess:
         return self._process.pid
 
 
-def _send(fd: int, head: bytes, body: bytes) -> None:
-    """Write ``head`` and ``body`` whole: one call, unless a signal cuts it short."""
-    sent = os.writev(fd, [head, body])
-    if sent < len(head):
-        head, sent = head[sent:], 0
-        os.write(fd, head)  # a few bytes: into the pipe's buffer at once
-    else:
-        sent -= len(head)
-    view = memoryview(body)[sent:]
-    while view:
-        view = view[os.write(fd, view) :]
+def _send(fd: int, buffers: list[bytes]) -> None:
+    """Write ``buffers`` whole, in order: one call, unless the pipe is full or a signal cuts it
+    short (a request has at most a few dozen buffers, far below the system's limit)."""
+    sent = os.writev(fd, buffers)
+    for at, buffer in enumerate(buffers):
+        if sent < len(buffer):
+            view = memoryview(buffer)[sent:]
+            while view:
+                view = view[os.write(fd, view) :]
+            for rest in buffers[at + 1 :]:
+                view = memoryview(rest)
+                while view:
+                    view = view[os.write(fd, view) :]
+            return
+        sent -= len(buffer)
 
 
 def _receive(sock: socket.socket, size: int) -> bytes:
@@ -201,10 +218,13 @@ def _receive(sock: socket.socket, size: int) -> bytes:
     return b"".join(parts)
 
 
-def encode_frame_here(frame: bytes, line_spans: int, reader: WireReader | None = None) -> list[str]:
-    """A frame's records as OTLP JSON lines of ``line_spans`` records, encoded in this process:
-    the helper's work, and the writer's when a frame was made for a helper that is gone."""
-    records = (reader or WireReader()).records(frame)
+def encode_frames_here(
+    frames: Sequence[bytes], line_spans: int, reader: WireReader | None = None
+) -> list[str]:
+    """The records of ``frames`` as OTLP JSON lines of ``line_spans`` records, encoded in this
+    process: the helper's work, and the writer's for frames made for a helper that is gone."""
+    reader = reader or WireReader()
+    records = [record for frame in frames for record in reader.records(frame)]
     return [encode_batch(records[i : i + line_spans]) for i in range(0, len(records), line_spans)]
 
 
@@ -219,12 +239,18 @@ def main() -> int:
         head = stdin.read(_REQUEST.size)
         if len(head) != _REQUEST.size:
             return 0  # the writer is done, or gone
-        length, line_spans = _REQUEST.unpack(head)
-        frame = stdin.read(length)
-        if len(frame) != length:
+        length, line_spans, count = _REQUEST.unpack(head)
+        body = stdin.read(length)
+        if len(body) != length:
             return 0
         try:
-            lines = encode_frame_here(frame, line_spans, reader)
+            frames, at = [], 0
+            for _ in range(count):
+                (size,) = _FRAME.unpack_from(body, at)
+                at += _FRAME.size
+                frames.append(body[at : at + size])
+                at += size
+            lines = encode_frames_here(frames, line_spans, reader)
             text = "\n".join(lines) + "\n"
             status, payload = _LINES, text.encode("utf-8", "backslashreplace")  # as the file
         except Exception as exc:  # reported, and the writer encodes this batch itself

@@ -18,7 +18,7 @@ import pytest
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.trace import Status, StatusCode
 
-from exporters.encoder_process import EncoderProcess, encode_frame_here
+from exporters.encoder_process import EncoderProcess, encode_frames_here
 from exporters.file import JsonlFileWriter
 from exporters.otlp_json import PENDING_ATTRIBUTE, Started, encode_batch
 from exporters.wire import WireError, WireReader, WireWriter
@@ -115,13 +115,24 @@ def test_every_frame_reads_back_on_its_own() -> None:
     first, second = writer.frame(records[:20]), writer.frame(records[20:])
     here = [encode_batch(records[20 + i : 20 + i + 16]) for i in range(0, len(records) - 20, 16)]
     # a reader that never saw the first frame (a helper that is gone: this process reads it)
-    alone = encode_frame_here(second, 16)
+    alone = encode_frames_here([second], 16)
     assert pending_ids_blanked(alone) == pending_ids_blanked(here)
     reader = WireReader()
     reader.records(first)
     again: Any = reader.records(second)
     # a resource defined again is the same object, so a line groups its spans under one
     assert len({id(r._resource) for r in again if not isinstance(r, Started)}) == 2
+
+
+def test_one_request_carries_many_frames(helper: EncoderProcess) -> None:
+    records = varied_records()
+    writer = WireWriter()  # frames from another writer than the helper's own, as producers make
+    frames = [writer.frame(records[i : i + 7]) for i in range(0, len(records), 7)]
+    data = helper.encode_frames(frames, len(records), 16)
+    assert data is not None
+    here = [encode_batch(records[i : i + 16]) for i in range(0, len(records), 16)]
+    assert pending_ids_blanked(data.decode().splitlines()) == pending_ids_blanked(here)
+    assert helper.encoded == len(records)
 
 
 def started_encoding(processor: LiveSpanProcessor, tracer: Any) -> None:

@@ -32,7 +32,7 @@ from typing import Any
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
-from exporters.encoder_process import EncoderProcess, encode_frame_here
+from exporters.encoder_process import EncoderProcess, encode_frames_here
 from exporters.file import JsonlFileWriter
 from exporters.otlp_json import Started, encode_batch
 from exporters.wire import WireError, WireWriter
@@ -240,17 +240,34 @@ class LiveSpanProcessor(SpanProcessor):
         while True:
             # what producers framed, then what is left, taken after it: the file keeps order
             with self._framing:
-                framed = list(self._frames)
+                entries = list(self._frames)
                 self._frames.clear()
                 self._framed = 0
                 batch, starts = self._take()
-            if not framed and not batch:
+            if not entries and not batch:
                 return
-            for frame, records in framed:
-                if frame is None:
-                    self._write_batch(*records)
+            # one round trip to the helper for all the frames in hand: each trip hands the GIL
+            # back and forth with the loop
+            frames: list[bytes] = []
+            records = 0
+            for frame, content in entries:
+                if frame is None:  # a batch the wire does not carry, written in its place
+                    self._write_frames(frames, records)
+                    frames, records = [], 0
+                    self._write_batch(*content)
                 else:
-                    self._write_frame(frame, records)
+                    frames.append(frame)
+                    records += content
+            if frames and batch and self._encoder is not None:
+                try:
+                    frames.append(self._encoder.frame(batch, starts))
+                except WireError:
+                    pass
+                else:
+                    records += len(batch)
+                    self._release(batch, starts)
+                    batch = []
+            self._write_frames(frames, records)
             if batch:
                 self._write_batch(batch, starts)
 
@@ -261,19 +278,24 @@ class LiveSpanProcessor(SpanProcessor):
         except Exception as exc:  # the disk refused: count, tell once, keep going
             self.lost += len(batch)
             self._log_once(f"graphtrace: could not write spans to {self.writer.path}: {exc}")
+        self._release(batch, starts)
+
+    def _release(self, batch: list[Any], starts: int) -> None:
         if len(self._released) < _RELEASED_KEPT and not self._closed:
             self._released.extend(batch[starts:])  # the ends: each span's last reference
 
-    def _write_frame(self, frame: bytes, records: int) -> None:
-        """Write a frame a producer made: encoded by the helper, or here if it is gone."""
+    def _write_frames(self, frames: list[bytes], records: int) -> None:
+        """Write frames: encoded by the helper, or here if it is gone."""
+        if not frames:
+            return
         try:
             encoder = self._encoder
-            data = encoder.encode_frame(frame, records, _LINE_SPANS) if encoder else None
+            data = encoder.encode_frames(frames, records, _LINE_SPANS) if encoder else None
             if data is not None:
                 self.writer.write_encoded(data)
             else:
                 self._encoder_failed()
-                self.writer.write_lines(encode_frame_here(frame, _LINE_SPANS))
+                self.writer.write_lines(encode_frames_here(frames, _LINE_SPANS))
             self.written += records
         except Exception as exc:  # the disk refused: count, tell once, keep going
             self.lost += records
