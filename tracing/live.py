@@ -258,6 +258,9 @@ class LiveSpanProcessor(SpanProcessor):
                 else:
                     frames.append(frame)
                     records += content
+                    if records >= _BATCH:  # a writer far behind: requests of bounded size
+                        self._write_frames(frames, records)
+                        frames, records = [], 0
             if frames and batch and self._encoder is not None:
                 try:
                     frames.append(self._encoder.frame(batch, starts))
