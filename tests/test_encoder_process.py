@@ -135,14 +135,20 @@ def test_one_request_carries_many_frames(helper: EncoderProcess) -> None:
     assert helper.encoded == len(records)
 
 
-def started_encoding(processor: LiveSpanProcessor, tracer: Any) -> None:
-    """Make spans until the processor's helper has answered (producers frame from then on)."""
+def framing_processor(directory: Path) -> tuple[LiveSpanProcessor, Any]:
+    """A live processor (and a tracer feeding it) whose helper has answered: from now on the
+    threads that end spans frame them."""
+    processor = LiveSpanProcessor(JsonlFileWriter(directory), encoder_process=True)
+    provider = LeanTracerProvider()
+    provider.add_span_processor(processor)
+    tracer = provider.get_tracer("t")
     deadline = time.monotonic() + 30
     while processor._producer_wire is None:
         assert time.monotonic() < deadline, "the helper never encoded anything"
         for _ in range(50):
             tracer.start_span("warm-up").end()
         processor.force_flush()
+    return processor, tracer
 
 
 def ended_records(directory: Path) -> tuple[list[str], list[str]]:
@@ -156,11 +162,7 @@ def ended_records(directory: Path) -> tuple[list[str], list[str]]:
 
 
 def test_once_the_helper_answers_the_thread_that_ends_spans_frames_them(tmp_path: Path) -> None:
-    processor = LiveSpanProcessor(JsonlFileWriter(tmp_path), encoder_process=True)
-    provider = LeanTracerProvider()
-    provider.add_span_processor(processor)
-    tracer = provider.get_tracer("t")
-    started_encoding(processor, tracer)
+    processor, tracer = framing_processor(tmp_path)
     processor.flush_interval = 60.0  # the writer sleeps: what happens now happens here
     processor.force_flush()
     spans = [tracer.start_span(f"s{i}", attributes={"i": i}) for i in range(300)]
@@ -180,11 +182,7 @@ def test_once_the_helper_answers_the_thread_that_ends_spans_frames_them(tmp_path
 
 
 def test_frames_made_for_a_helper_that_died_are_encoded_here(tmp_path: Path) -> None:
-    processor = LiveSpanProcessor(JsonlFileWriter(tmp_path), encoder_process=True)
-    provider = LeanTracerProvider()
-    provider.add_span_processor(processor)
-    tracer = provider.get_tracer("t")
-    started_encoding(processor, tracer)
+    processor, tracer = framing_processor(tmp_path)
     encoder = processor.encoder_process
     assert encoder is not None
     os.kill(encoder.pid, signal.SIGKILL)
@@ -203,11 +201,7 @@ def test_frames_made_for_a_helper_that_died_are_encoded_here(tmp_path: Path) -> 
 def test_spans_ended_on_many_threads_are_written_once_each_start_before_its_end(
     tmp_path: Path,
 ) -> None:
-    processor = LiveSpanProcessor(JsonlFileWriter(tmp_path), encoder_process=True)
-    provider = LeanTracerProvider()
-    provider.add_span_processor(processor)
-    tracer = provider.get_tracer("t")
-    started_encoding(processor, tracer)
+    processor, tracer = framing_processor(tmp_path)
 
     def produce(thread: int) -> None:
         for i in range(3000):
