@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -130,6 +131,7 @@ def main() -> None:
             runtime.wait()
         errors.close()
     ends = gate_ends(trace_dir)
+    shutil.rmtree(work)  # kept only when something failed, for its runtime.err
     latencies = [(ends[run] - at) / 1e6 for run, at in sent.items()]
     report(runs, ready, latencies, round_trips)
 

@@ -27,6 +27,7 @@ import asyncio
 import functools
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -60,13 +61,16 @@ def graphtrace_runner(traced: bool) -> Callable[[], Awaitable[Any]]:
     from graphtrace.lm.protocol import Completion, Usage
 
     if traced:
-        tracing = configure(tempfile.mkdtemp(prefix="peers-"))
+        trace_dir = tempfile.mkdtemp(prefix="peers-")
+        tracing = configure(trace_dir)
 
         def count() -> None:
             tracing.flush()
             # records: a start and an end per span
             SPANS["delivered"] = tracing.live.written // 2
             SPANS["made"] = (tracing.live.written + tracing.lost_spans) // 2
+            tracing.shutdown()
+            shutil.rmtree(trace_dir)  # hundreds of MB a pass: counted, not kept
 
         COUNTERS.append(count)
 
