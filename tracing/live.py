@@ -138,7 +138,7 @@ class LiveSpanProcessor(SpanProcessor):
         spans into frames, and that needs the GIL: done there, every 50 ms, it stops the event
         loop for a whole batch, and reads spans long gone from the CPU's caches. Done here every
         ``_FRAME_ENDS`` ends, the spans are still in cache and the loop is never held up by
-        the writer; a traced pool runs 10-20 % faster (bench/RESULTS.md). The writer only moves
+        the writer; a traced pool runs 7-20 % faster (bench/RESULTS.md). The writer only moves
         bytes: to the helper, back, and into the file. The spans framed are freed here too.
 
         Never waits: while the writer takes its own batch, the records stay queued for it.
