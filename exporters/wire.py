@@ -1,10 +1,10 @@
 """Trace records as plain values, so that another process can encode them.
 
 A busy process hands its records to a helper process (:mod:`exporters.encoder_process`) instead
-of encoding them under the event loop's GIL. A span
-at its end and a started one (:class:`~exporters.otlp_json.Started`) become runs of fields (str,
-int, float, bool, None, tuple and dict) in one flat list, which ``marshal`` writes in C at a
-fraction of the cost of encoding them. The helper rebuilds objects that
+of encoding them under the event loop's GIL. A span at its end and a started one
+(:class:`~exporters.otlp_json.Started`) become runs of fields (str, int, float, bool, None, tuple
+and dict) in one flat list, which ``marshal`` writes in C at a fraction of the cost of encoding
+them. The helper rebuilds objects that
 :func:`~exporters.otlp_json.encode_batch` reads through its fast path, so its lines are byte for
 byte the ones the writer thread would have made (but for the fresh random span id that every
 pending record gets).
