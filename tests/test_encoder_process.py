@@ -118,10 +118,11 @@ def test_every_frame_reads_back_on_its_own() -> None:
     alone = encode_frames_here([second], 16)
     assert pending_ids_blanked(alone) == pending_ids_blanked(here)
     reader = WireReader()
-    reader.records(first)
-    again: Any = reader.records(second)
-    # a resource defined again is the same object, so a line groups its spans under one
-    assert len({id(r._resource) for r in again if not isinstance(r, Started)}) == 2
+    earlier: Any = reader.records(first)
+    later: Any = reader.records(second)
+    # a resource every frame defines again is read as the same object: one group in a line
+    resource = next(r for r in earlier if not isinstance(r, Started))._resource
+    assert sum(r._resource is resource for r in later if not isinstance(r, Started)) >= 10
 
 
 def test_one_request_carries_many_frames(helper: EncoderProcess) -> None:
